@@ -1,0 +1,126 @@
+"""Broker-side services: the adapter registry, paper provisioning and the simulated market.
+
+Nothing here imports ``orders``: adapters report :class:`BrokerOrderUpdate` values and the
+caller hands them to ``orders.services.order_apply_update``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from brokers.domain.adapter import BrokerAdapter, BrokerOrderUpdate, Quote
+from brokers.domain.market import step_mid
+from brokers.adapters.paper import instrument_spec
+from brokers.models import BrokerAccount, BrokerName, Instrument, PaperBalance, PaperOrder, PaperOrderStatus, PaperVenue
+
+# The accounts a new user gets, so that a fresh user can trade at once: two equity venues with
+# different terms, and a crypto venue.
+DEFAULT_PAPER_ACCOUNTS = (
+    ("PAPER-EQ-A", "Paper Equities A (tight spread, per-share fee)", "paper-equities-a", Decimal("100000")),
+    ("PAPER-EQ-B", "Paper Equities B (wider spread, no commission)", "paper-equities-b", Decimal("100000")),
+    ("PAPER-CRYPTO", "Paper Crypto (bps fee)", "paper-crypto", Decimal("50000")),
+)
+
+_adapters: dict[int, BrokerAdapter] = {}
+_adapters_lock = threading.Lock()
+
+
+def adapter_for(account: BrokerAccount) -> BrokerAdapter:
+    """One adapter instance per broker account, created on first use."""
+    adapter = _adapters.get(account.pk)
+    if adapter is None:
+        with _adapters_lock:
+            adapter = _adapters.get(account.pk)
+            if adapter is None:
+                cls = import_string(settings.BROKER_ADAPTERS[account.broker_name])
+                adapter = cls(account)
+                _adapters[account.pk] = adapter
+    return adapter
+
+
+def adapters_reset() -> None:
+    """Forget cached adapters (after an account's settings change; in tests)."""
+    with _adapters_lock:
+        _adapters.clear()
+
+
+def broker_accounts_provision_paper(*, user) -> list[BrokerAccount]:  # noqa: ANN001
+    """Give ``user`` the default paper accounts (idempotent)."""
+    venues = {v.name: v for v in PaperVenue.objects.all()}
+    accounts = []
+    with transaction.atomic():
+        for account_id, label, venue_name, cash in DEFAULT_PAPER_ACCOUNTS:
+            venue = venues.get(venue_name)
+            if venue is None:
+                continue
+            account, created = BrokerAccount.objects.get_or_create(
+                user=user,
+                broker_name=BrokerName.PAPER,
+                account_id=account_id,
+                defaults={
+                    "label": label,
+                    "paper_venue": venue,
+                    "sandbox_mode": True,
+                    "buying_power": cash,
+                    "cash": cash,
+                    "total_value": cash,
+                },
+            )
+            if created:
+                PaperBalance.objects.create(account=account, cash=cash)
+            accounts.append(account)
+    return accounts
+
+
+def broker_account_sync(*, account: BrokerAccount) -> BrokerAccount:
+    """Refresh the cached cash, buying power and total value from the broker."""
+    info = adapter_for(account).account()
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        cash=info.cash, buying_power=info.buying_power, total_value=info.total_value
+    )
+    account.cash, account.buying_power, account.total_value = info.cash, info.buying_power, info.total_value
+    return account
+
+
+def quote_get(*, account: BrokerAccount, symbol: str) -> Quote:
+    return adapter_for(account).quote(symbol)
+
+
+def market_advance(*, seed: int | None = None) -> dict[str, Decimal]:
+    """Move every simulated instrument one step along its random walk; return the new mids."""
+    seed = settings.MARKET_SEED if seed is None else seed
+    with transaction.atomic():
+        instruments = list(Instrument.objects.select_for_update().order_by("symbol"))
+        for inst in instruments:
+            inst.step += 1
+            inst.mid = step_mid(inst.mid, instrument_spec(inst), seed=seed, step=inst.step)
+        Instrument.objects.bulk_update(instruments, ["mid", "step"])
+    return {i.symbol: i.mid for i in instruments}
+
+
+def market_mids() -> dict[str, Decimal]:
+    return dict(Instrument.objects.values_list("symbol", "mid"))
+
+
+def market_set_mid(*, symbol: str, mid: Decimal) -> None:
+    """Move one instrument to a given price (demo scripts and tests)."""
+    Instrument.objects.filter(symbol=symbol).update(mid=mid)
+
+
+def paper_poll(*, now: dt.datetime) -> list[tuple[BrokerAccount, list[BrokerOrderUpdate]]]:
+    """Match every resting paper order against the current market; the updates per account."""
+    account_ids = (
+        PaperOrder.objects.filter(status=PaperOrderStatus.OPEN).values_list("account_id", flat=True).distinct()
+    )
+    results = []
+    for account in BrokerAccount.objects.filter(pk__in=list(account_ids)).select_related("paper_venue"):
+        updates = adapter_for(account).poll_updates(now)
+        if updates:
+            results.append((account, updates))
+    return results

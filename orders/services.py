@@ -1,0 +1,603 @@
+"""The order management pipeline: the only writer of Order, Fill, Position and OrderEvent.
+
+Concurrency rules (see docs/adr/0002-order-pipeline.md):
+
+- every status change happens inside a transaction that holds the order's row lock
+  (``select_for_update``), goes through ``orders.domain.state.apply`` and writes one OrderEvent
+  and one outbox event in the same transaction;
+- a broker is never called while a transaction is open: the pipeline commits SUBMITTED /
+  PENDING_CANCEL / PENDING_REPLACE first, calls the adapter, then applies what it reported;
+- positions are changed only by fills, under the position's row lock, after the order's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from brokers.domain.adapter import (
+    BrokerError,
+    BrokerOrderRequest,
+    BrokerOrderStatus,
+    BrokerOrderUpdate,
+    BrokerRejected,
+    BrokerRetryable,
+    BrokerUnknownOutcome,
+    OrderChange,
+    OrderRef,
+    UpdateKind,
+)
+from brokers.models import BrokerAccount
+from brokers.services import adapter_for, broker_account_sync
+from orders.domain.enums import TERMINAL_STATUSES, AssetClass, OrderStatus, OrderType, Side, TimeInForce
+from orders.domain.positions import PositionState, apply_fill, mark
+from orders.domain.state import IllegalTransition, OrderEventType, Progress, apply
+from orders.domain.validation import OrderRequest, asset_class_of, validate_order_request
+from orders.models import ActorType, Fill, Order, OrderEvent, Position
+from risk.services import risk_check_order
+from routing.services import route_choose
+from trademaster.errors import Conflict, NotFound, ValidationFailed
+from trademaster.outbox import outbox_record
+
+logger = logging.getLogger(__name__)
+
+Q8 = Decimal("0.00000001")
+Q4 = Decimal("0.0001")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused an action: recorded on every OrderEvent."""
+
+    type: str
+    user_id: int | None = None
+    label: str = ""
+
+    @classmethod
+    def for_user(cls, user, label: str = "") -> Actor:  # noqa: ANN001
+        return cls(ActorType.USER, user.pk, label or user.get_username())
+
+
+SYSTEM = Actor(ActorType.SYSTEM, None, "system")
+BROKER = Actor(ActorType.BROKER, None, "broker")
+
+
+# --- payloads -----------------------------------------------------------------------------------
+
+
+def order_payload(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.pk,
+        "client_order_id": order.client_order_id,
+        "broker_id": order.broker_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "order_type": order.order_type,
+        "quantity": order.quantity,
+        "price": order.price,
+        "stop_price": order.stop_price,
+        "trail_amount": order.trail_amount,
+        "trail_percent": order.trail_percent,
+        "time_in_force": order.time_in_force,
+        "status": order.status,
+        "status_reason": order.status_reason,
+        "filled_quantity": order.filled_quantity,
+        "average_fill_price": order.average_fill_price,
+        "commission": order.commission,
+        "broker_order_id": order.broker_order_id,
+    }
+
+
+def position_payload(position: Position) -> dict[str, Any]:
+    return {
+        "id": position.pk,
+        "broker_id": position.broker_id,
+        "symbol": position.symbol,
+        "quantity": position.quantity,
+        "average_cost": position.average_cost,
+        "market_value": position.market_value,
+        "unrealized_pnl": position.unrealized_pnl,
+        "realized_pnl": position.realized_pnl,
+    }
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+
+def _record(
+    order: Order, *, event_type: str, actor: Actor, from_status: str = "", data: dict[str, Any] | None = None,
+    outbox_type: str = "ORDER_UPDATED",
+) -> None:
+    """One audit row and one outbox event for an order action; the caller's transaction."""
+    OrderEvent.objects.create(
+        order=order,
+        event_type=event_type,
+        from_status=from_status,
+        to_status=order.status,
+        actor_type=actor.type,
+        actor_id=actor.user_id,
+        actor_label=actor.label,
+        data=_jsonable(data or {}),
+    )
+    outbox_record(
+        type=outbox_type,
+        user_id=order.user_id,
+        account_id=order.broker_id,
+        payload={"order": order_payload(order), "event": event_type},
+    )
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    from trademaster.outbox import jsonable
+
+    return jsonable(data)
+
+
+def _lock(order_id: int) -> Order:
+    return Order.objects.select_for_update().get(pk=order_id)
+
+
+def _transition(
+    order: Order, event: OrderEventType, *, actor: Actor, reason: str = "", data: dict[str, Any] | None = None,
+    fields: tuple[str, ...] = (),
+) -> None:
+    """Apply ``event`` to a locked order, save it and record it. Raises IllegalTransition."""
+    before = order.status
+    progress = Progress(
+        filled=order.filled_quantity > 0,
+        complete=order.filled_quantity == order.quantity,
+        triggered=order.triggered,
+    )
+    order.status = apply(OrderStatus(before), event, progress).value
+    if reason:
+        order.status_reason = reason
+    order.save(update_fields=["status", "status_reason", "updated_at", *fields])
+    _record(order, event_type=event.value, actor=actor, from_status=before, data={"reason": reason, **(data or {})})
+
+
+# --- placing ------------------------------------------------------------------------------------
+
+
+_IDEMPOTENCY_FIELDS = (
+    "symbol", "side", "order_type", "quantity", "price", "stop_price", "trail_amount", "trail_percent",
+    "time_in_force",
+)
+
+
+def _same_request(order: Order, req: OrderRequest, broker_id: int | None) -> bool:
+    if broker_id is not None and order.broker_id != broker_id:
+        return False
+    for name in _IDEMPOTENCY_FIELDS:
+        theirs, ours = getattr(req, name), getattr(order, name)
+        if theirs is None and ours is None:
+            continue
+        if theirs is None or ours is None or Decimal(str(theirs)) != Decimal(str(ours)) if isinstance(
+            theirs, Decimal
+        ) else str(theirs) != str(ours):
+            return False
+    return True
+
+
+def _existing(user, req: OrderRequest, broker_id: int | None) -> Order | None:  # noqa: ANN001
+    order = Order.objects.filter(user=user, client_order_id=req.client_order_id).first()
+    if order is not None and not _same_request(order, req, broker_id):
+        raise Conflict(
+            "client_order_id_reused",
+            f"client_order_id {req.client_order_id!r} already names order {order.pk} with other parameters.",
+            {"order_id": order.pk},
+        )
+    return order
+
+
+def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | None = None) -> Order:  # noqa: ANN001
+    """Validate, persist, risk-check, route and submit one order.
+
+    Idempotent on ``client_order_id``: the same id with the same parameters returns the order
+    already placed; with other parameters it is a 409 conflict. Returns the order as it stands
+    after the broker's immediate reply (a marketable order may already be FILLED).
+    """
+    errors = validate_order_request(request)
+    if errors:
+        raise ValidationFailed(errors)
+    if request.client_order_id is None:
+        request = replace(request, client_order_id=f"TM{uuid.uuid4().hex}")
+    elif (existing := _existing(user, request, broker_id)) is not None:
+        return existing
+
+    asset_class = asset_class_of(request.symbol)
+    assert asset_class is not None  # validated above
+    account = route_choose(
+        user=user, asset_class=asset_class, order_type=request.order_type,
+        time_in_force=request.time_in_force, broker_id=broker_id,
+    )
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                user=user,
+                broker=account,
+                client_order_id=request.client_order_id,
+                symbol=request.symbol,
+                asset_class=asset_class.value,
+                order_type=request.order_type.value,
+                side=request.side.value,
+                quantity=request.quantity,
+                price=request.price,
+                stop_price=request.stop_price,
+                trail_amount=request.trail_amount,
+                trail_percent=request.trail_percent,
+                time_in_force=request.time_in_force.value,
+                status=OrderStatus.PENDING.value,
+            )
+            _record(order, event_type="CREATED", actor=actor, outbox_type="ORDER_CREATED",
+                    data={"routed_to": str(account)})
+    except IntegrityError:
+        # a concurrent request with the same client_order_id won the race
+        existing = _existing(user, request, broker_id)
+        if existing is None:
+            raise
+        return existing
+
+    assessment = risk_check_order(order=order)
+    if not assessment.approved:
+        with transaction.atomic():
+            order = _lock(order.pk)
+            _transition(
+                order, OrderEventType.REJECT, actor=SYSTEM, reason="; ".join(assessment.reasons),
+                data={"risk": [f.rule for f in assessment.failures]},
+            )
+        return order
+    return _submit(order, account, actor)
+
+
+def _broker_request(order: Order) -> BrokerOrderRequest:
+    return BrokerOrderRequest(
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        asset_class=AssetClass(order.asset_class),
+        side=Side(order.side),
+        order_type=OrderType(order.order_type),
+        quantity=order.quantity,
+        time_in_force=TimeInForce(order.time_in_force),
+        price=order.price,
+        stop_price=order.stop_price,
+        trail_amount=order.trail_amount,
+        trail_percent=order.trail_percent,
+    )
+
+
+def _submit(order: Order, account: BrokerAccount, actor: Actor) -> Order:
+    with transaction.atomic():
+        order = _lock(order.pk)
+        order.submitted_at = timezone.now()
+        _transition(order, OrderEventType.SUBMIT, actor=actor, fields=("submitted_at",))
+    adapter = adapter_for(account)
+    try:
+        updates = adapter.place(_broker_request(order))
+    except BrokerRejected as exc:
+        return _broker_refused(order, exc)
+    except BrokerRetryable as exc:
+        return _broker_refused(order, exc, prefix=f"broker busy (retry after {exc.retry_after}s)")
+    except (BrokerUnknownOutcome, BrokerError, OSError) as exc:
+        return _resolve_unknown_submission(order, account, exc)
+    return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
+
+
+def _reload(order: Order) -> Order:
+    return Order.objects.get(pk=order.pk)
+
+
+def _broker_refused(order: Order, exc: BrokerError, prefix: str = "rejected by broker") -> Order:
+    with transaction.atomic():
+        order = _lock(order.pk)
+        _transition(order, OrderEventType.REJECT, actor=BROKER, reason=f"{prefix}: {exc.message}",
+                    data={"broker_code": exc.code})
+    return order
+
+
+def _resolve_unknown_submission(order: Order, account: BrokerAccount, exc: Exception) -> Order:
+    """The submission may or may not have arrived: ask the broker before anything else."""
+    logger.warning("submission of order %s has an unknown outcome: %s", order.pk, exc)
+    try:
+        state = adapter_for(account).get_order(order.client_order_id)
+    except (BrokerError, OSError) as lookup_exc:
+        with transaction.atomic():
+            order = _lock(order.pk)
+            order.status_reason = f"submission outcome unknown ({exc}); reconciliation will settle it"
+            order.save(update_fields=["status_reason", "updated_at"])
+            _record(order, event_type="SUBMIT_UNCERTAIN", actor=SYSTEM, from_status=order.status,
+                    data={"error": str(exc), "lookup_error": str(lookup_exc)})
+        return order
+    if state is None:
+        with transaction.atomic():
+            order = _lock(order.pk)
+            _transition(order, OrderEventType.REJECT, actor=SYSTEM,
+                        reason=f"not received by the broker ({exc})")
+        return order
+    updates = [BrokerOrderUpdate(UpdateKind.ACCEPTED, order.client_order_id, state.broker_order_id, timezone.now())]
+    if state.status is BrokerOrderStatus.REJECTED:
+        updates = [BrokerOrderUpdate(UpdateKind.REJECTED, order.client_order_id, state.broker_order_id,
+                                     timezone.now(), reason="rejected by broker")]
+    return order_apply_updates(account=account, updates=updates) or _reload(order)
+
+
+# --- broker updates -----------------------------------------------------------------------------
+
+_EVENT_FOR_KIND = {
+    UpdateKind.ACCEPTED: OrderEventType.ACCEPT,
+    UpdateKind.TRIGGERED: OrderEventType.TRIGGER,
+    UpdateKind.FILL: OrderEventType.FILL,
+    UpdateKind.CANCELLED: OrderEventType.CANCEL,
+    UpdateKind.CANCEL_REJECTED: OrderEventType.CANCEL_REJECT,
+    UpdateKind.REPLACED: OrderEventType.REPLACE,
+    UpdateKind.REPLACE_REJECTED: OrderEventType.REPLACE_REJECT,
+    UpdateKind.REJECTED: OrderEventType.REJECT,
+    UpdateKind.EXPIRED: OrderEventType.EXPIRE,
+}
+
+
+def order_apply_updates(
+    *, account: BrokerAccount, updates: list[BrokerOrderUpdate], sync_account: bool = False
+) -> Order | None:
+    """Apply a batch of broker updates for one account in one transaction; return the last order.
+
+    Updates that cannot apply (an unknown order, an illegal transition, an over-fill) change
+    nothing and are recorded as BROKER_ANOMALY events and logged as errors, never dropped silently.
+    A fill already applied (same broker_fill_id) is skipped: delivery may repeat.
+    """
+    last: Order | None = None
+    filled = False
+    with transaction.atomic():
+        orders: dict[str, Order] = {}
+        for update in updates:
+            order = orders.get(update.client_order_id)
+            if order is None:
+                order = (
+                    Order.objects.select_for_update()
+                    .filter(user_id=account.user_id, client_order_id=update.client_order_id)
+                    .first()
+                )
+                if order is None:
+                    logger.error("broker %s reported %s for unknown order %s", account.pk, update.kind,
+                                 update.client_order_id)
+                    continue
+                orders[update.client_order_id] = order
+            filled |= _apply_one(order, account, update)
+            last = order
+    if filled and sync_account:
+        broker_account_sync(account=account)
+    return last
+
+
+def _anomaly(order: Order, update: BrokerOrderUpdate, problem: str) -> None:
+    logger.error("order %s: %s (broker update %s)", order.pk, problem, update)
+    _record(order, event_type="BROKER_ANOMALY", actor=BROKER, from_status=order.status,
+            data={"problem": problem, "update": update.kind.value, "reason": update.reason})
+
+
+def _apply_one(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) -> bool:
+    """Apply one update to a locked order. Returns True when a fill was booked."""
+    event = _EVENT_FOR_KIND[update.kind]
+    if update.kind is UpdateKind.FILL:
+        return _apply_fill(order, account, update)
+    fields: list[str] = []
+    if update.kind is UpdateKind.ACCEPTED and update.broker_order_id and order.broker_order_id != update.broker_order_id:
+        order.broker_order_id = update.broker_order_id
+        fields.append("broker_order_id")
+    if update.kind is UpdateKind.TRIGGERED:
+        order.triggered = True
+        fields.append("triggered")
+    if update.kind in (UpdateKind.CANCELLED, UpdateKind.EXPIRED):
+        order.cancelled_at = update.occurred_at
+        fields.append("cancelled_at")
+    data: dict[str, Any] = {}
+    if update.kind is UpdateKind.REPLACED and update.change is not None:
+        before = {k: getattr(order, k) for k in ("quantity", "price", "stop_price", "trail_amount",
+                                                 "trail_percent", "time_in_force")}
+        _apply_change(order, update.change)
+        fields += ["quantity", "price", "stop_price", "trail_amount", "trail_percent", "time_in_force"]
+        data = {"before": before, "after": {k: getattr(order, k) for k in before}}
+    try:
+        _transition(order, event, actor=BROKER, reason=update.reason, data=data, fields=tuple(fields))
+    except IllegalTransition as exc:
+        _anomaly(order, update, str(exc))
+    return False
+
+
+def _apply_change(order: Order, change: OrderChange) -> None:
+    for name in ("quantity", "price", "stop_price"):
+        value = getattr(change, name)
+        if value is not None:
+            setattr(order, name, value)
+    if change.trail_amount is not None or change.trail_percent is not None:
+        order.trail_amount, order.trail_percent = change.trail_amount, change.trail_percent
+    if change.time_in_force is not None:
+        order.time_in_force = change.time_in_force.value
+
+
+def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) -> bool:
+    report = update.fill
+    if report is None:
+        _anomaly(order, update, "a fill update without a fill report")
+        return False
+    if Fill.objects.filter(broker=account, broker_fill_id=report.broker_fill_id).exists():
+        return False  # already applied: at-least-once delivery
+    if report.quantity <= 0 or report.quantity > order.remaining_quantity:
+        _anomaly(order, update, f"fill of {report.quantity} exceeds the remaining {order.remaining_quantity}")
+        return False
+    before = order.status
+    try:
+        new_filled = order.filled_quantity + report.quantity
+        status = apply(
+            OrderStatus(before), OrderEventType.FILL,
+            Progress(filled=True, complete=new_filled == order.quantity, triggered=order.triggered),
+        )
+    except IllegalTransition as exc:
+        _anomaly(order, update, str(exc))
+        return False
+    fill = Fill.objects.create(
+        order=order, user_id=order.user_id, broker=account, broker_fill_id=report.broker_fill_id,
+        symbol=order.symbol, side=order.side, quantity=report.quantity, price=report.price,
+        fee=report.fee, liquidity=report.liquidity, executed_at=update.occurred_at,
+    )
+    previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
+    order.average_fill_price = ((previous_notional + report.quantity * report.price) / new_filled).quantize(Q8)
+    order.filled_quantity = new_filled
+    order.commission = (order.commission + report.fee).quantize(Q4)
+    order.status = status.value
+    if status is OrderStatus.FILLED:
+        order.filled_at = update.occurred_at
+    order.save(update_fields=["status", "filled_quantity", "average_fill_price", "commission", "filled_at",
+                              "updated_at"])
+    fill_data = {"fill_id": fill.pk, "broker_fill_id": report.broker_fill_id, "quantity": report.quantity,
+                 "price": report.price, "fee": report.fee}
+    OrderEvent.objects.create(
+        order=order, event_type="FILL", from_status=before, to_status=order.status, actor_type=BROKER.type,
+        actor_label=BROKER.label, data=_jsonable(fill_data),
+    )
+    outbox_record(type="ORDER_FILLED", user_id=order.user_id, account_id=account.pk,
+                  payload={"order": order_payload(order), "fill": fill_data})
+    _position_apply_fill(order, account, report.quantity, report.price, report.fee)
+    return True
+
+
+def _position_apply_fill(order: Order, account: BrokerAccount, quantity: Decimal, price: Decimal,
+                         fee: Decimal) -> Position:
+    position = Position.objects.select_for_update().filter(
+        user_id=order.user_id, broker=account, symbol=order.symbol
+    ).first()
+    if position is None:
+        try:
+            with transaction.atomic():
+                position = Position.objects.create(
+                    user_id=order.user_id, broker=account, symbol=order.symbol, asset_class=order.asset_class
+                )
+        except IntegrityError:
+            position = Position.objects.select_for_update().get(
+                user_id=order.user_id, broker=account, symbol=order.symbol
+            )
+    state = apply_fill(
+        PositionState(position.quantity, position.average_cost, position.realized_pnl, position.total_fees),
+        side=Side(order.side), quantity=quantity, price=price, fee=fee,
+    )
+    _position_store(position, state, price)
+    position.save(update_fields=["quantity", "average_cost", "realized_pnl", "total_fees", "market_price",
+                                 "market_value", "unrealized_pnl", "updated_at"])
+    outbox_record(type="POSITION_UPDATED", user_id=order.user_id, account_id=account.pk,
+                  payload={"position": position_payload(position)})
+    return position
+
+
+def _position_store(position: Position, state: PositionState, price: Decimal) -> None:
+    valuation = mark(state, price)
+    position.quantity = state.quantity
+    position.average_cost = state.average_cost.quantize(Q8)
+    position.realized_pnl = state.realized_pnl.quantize(Q8)
+    position.total_fees = state.total_fees.quantize(Q8)
+    position.market_price = price
+    position.market_value = valuation.market_value.quantize(Q8)
+    position.unrealized_pnl = valuation.unrealized_pnl.quantize(Q8)
+
+
+def positions_revalue(*, mids: dict[str, Decimal]) -> int:
+    """Mark open positions to the given prices (market value and unrealized P&L)."""
+    changed = []
+    for position in Position.objects.exclude(quantity=0).filter(symbol__in=list(mids)):
+        price = mids[position.symbol]
+        if position.market_price == price:
+            continue
+        state = PositionState(position.quantity, position.average_cost, position.realized_pnl, position.total_fees)
+        _position_store(position, state, price)
+        changed.append(position)
+    Position.objects.bulk_update(changed, ["market_price", "market_value", "unrealized_pnl"], batch_size=500)
+    return len(changed)
+
+
+# --- cancel and modify --------------------------------------------------------------------------
+
+
+def _owned(user, order_id: int) -> Order:  # noqa: ANN001
+    order = Order.objects.for_owner(user).select_related("broker").filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("order_not_found", f"Order {order_id} does not exist.")
+    return order
+
+
+def order_cancel(*, user, order_id: int, actor: Actor) -> Order:  # noqa: ANN001
+    """Cancel an open order. A closed order is a 409; a cancel already in flight is a no-op."""
+    order = _owned(user, order_id)
+    with transaction.atomic():
+        order = _lock(order.pk)
+        status = OrderStatus(order.status)
+        if status in TERMINAL_STATUSES:
+            raise Conflict("order_not_cancellable",
+                           f"Order {order.pk} is {status} and can no longer be cancelled.",
+                           {"status": status.value})
+        if status is OrderStatus.PENDING_CANCEL:
+            return order
+        if status is OrderStatus.PENDING:
+            order.cancelled_at = timezone.now()
+            _transition(order, OrderEventType.CANCEL, actor=actor, reason="cancelled before submission",
+                        fields=("cancelled_at",))
+            return order
+        _transition(order, OrderEventType.REQUEST_CANCEL, actor=actor)
+    account = order.broker
+    try:
+        updates = adapter_for(account).cancel(OrderRef(order.client_order_id, order.broker_order_id))
+    except BrokerError as exc:
+        updates = [BrokerOrderUpdate(UpdateKind.CANCEL_REJECTED, order.client_order_id,
+                                     order.broker_order_id or "", timezone.now(), reason=exc.message)]
+    return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
+
+
+_MODIFIABLE = {OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED}
+
+
+def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> Order:  # noqa: ANN001
+    """Cancel-replace quantity, prices, trail or time in force of a working order."""
+    order = _owned(user, order_id)
+    if change == OrderChange():
+        raise ValidationFailed({"non_field_errors": ["Nothing to change."]})
+    if change.trail_amount is not None and change.trail_percent is not None:
+        raise ValidationFailed({"trail_amount": ["Give trail_amount or trail_percent, not both."]})
+    with transaction.atomic():
+        order = _lock(order.pk)
+        status = OrderStatus(order.status)
+        if status not in _MODIFIABLE:
+            raise Conflict("order_not_modifiable",
+                           f"Order {order.pk} is {status} and cannot be modified now.",
+                           {"status": status.value})
+        keep_trail = change.trail_amount is None and change.trail_percent is None
+        merged = OrderRequest(
+            symbol=order.symbol, side=Side(order.side), order_type=OrderType(order.order_type),
+            quantity=change.quantity if change.quantity is not None else order.quantity,
+            time_in_force=change.time_in_force or TimeInForce(order.time_in_force),
+            price=change.price if change.price is not None else order.price,
+            stop_price=change.stop_price if change.stop_price is not None else order.stop_price,
+            trail_amount=order.trail_amount if keep_trail else change.trail_amount,
+            trail_percent=order.trail_percent if keep_trail else change.trail_percent,
+        )
+        errors = validate_order_request(merged)
+        if merged.quantity <= order.filled_quantity:
+            errors.setdefault("quantity", []).append(
+                f"Must exceed the quantity already filled ({order.filled_quantity.normalize()})."
+            )
+        if errors:
+            raise ValidationFailed(errors)
+        _transition(order, OrderEventType.REQUEST_REPLACE, actor=actor,
+                    data={"requested": {k: v for k, v in change.__getstate__().items() if v is not None}}
+                    if hasattr(change, "__getstate__") else {})
+    account = order.broker
+    try:
+        updates = adapter_for(account).replace(OrderRef(order.client_order_id, order.broker_order_id), change)
+    except BrokerError as exc:
+        updates = [BrokerOrderUpdate(UpdateKind.REPLACE_REJECTED, order.client_order_id,
+                                     order.broker_order_id or "", timezone.now(), reason=exc.message)]
+        order_apply_updates(account=account, updates=updates)
+        raise Conflict("replace_rejected", f"The broker refused the change: {exc.message}") from None
+    return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
