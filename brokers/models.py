@@ -49,7 +49,7 @@ class PaperVenue(models.Model):
 
 
 class BrokerAccountQuerySet(models.QuerySet["BrokerAccount"]):
-    def for_owner(self, user) -> BrokerAccountQuerySet:  # noqa: ANN001
+    def for_owner(self, user) -> BrokerAccountQuerySet:
         if user.is_staff:
             return self
         return self.filter(user=user)
@@ -59,7 +59,9 @@ class BrokerAccountQuerySet(models.QuerySet["BrokerAccount"]):
 
 
 class BrokerAccount(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broker_accounts")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="broker_accounts"
+    )
     broker_name = models.CharField(max_length=20, choices=BrokerName.choices)
     account_id = models.CharField(max_length=64)
     label = models.CharField(max_length=80, blank=True, default="")
@@ -88,6 +90,10 @@ class BrokerAccount(models.Model):
 
     def __str__(self) -> str:
         return self.label or f"{self.broker_name}:{self.account_id}"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key_encrypted)
 
     @property
     def asset_classes(self) -> list[str]:
@@ -164,6 +170,9 @@ class PaperBalance(models.Model):
     account = models.OneToOneField(BrokerAccount, on_delete=models.CASCADE, related_name="paper_balance")
     cash = models.DecimalField(**MONEY)
 
+    def __str__(self) -> str:
+        return f"{self.account}: {self.cash}"
+
 
 class PaperHolding(models.Model):
     """The paper venue's position book for one account, used for reconciliation and valuation."""
@@ -175,3 +184,6 @@ class PaperHolding(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "symbol"], name="uniq_paper_holding")]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.quantity} {self.symbol}"

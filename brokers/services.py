@@ -14,10 +14,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.module_loading import import_string
 
+from brokers.adapters.paper import instrument_spec
 from brokers.domain.adapter import BrokerAdapter, BrokerOrderUpdate, Quote
 from brokers.domain.market import step_mid
-from brokers.adapters.paper import instrument_spec
-from brokers.models import BrokerAccount, BrokerName, Instrument, PaperBalance, PaperOrder, PaperOrderStatus, PaperVenue
+from brokers.models import (
+    BrokerAccount,
+    BrokerName,
+    Instrument,
+    PaperBalance,
+    PaperOrder,
+    PaperOrderStatus,
+    PaperVenue,
+)
 
 # The accounts a new user gets, so that a fresh user can trade at once: two equity venues with
 # different terms, and a crypto venue.
@@ -50,7 +58,7 @@ def adapters_reset() -> None:
         _adapters.clear()
 
 
-def broker_accounts_provision_paper(*, user) -> list[BrokerAccount]:  # noqa: ANN001
+def broker_accounts_provision_paper(*, user) -> list[BrokerAccount]:
     """Give ``user`` the default paper accounts (idempotent)."""
     venues = {v.name: v for v in PaperVenue.objects.all()}
     accounts = []
@@ -116,7 +124,9 @@ def market_set_mid(*, symbol: str, mid: Decimal) -> None:
 def paper_poll(*, now: dt.datetime) -> list[tuple[BrokerAccount, list[BrokerOrderUpdate]]]:
     """Match every resting paper order against the current market; the updates per account."""
     account_ids = (
-        PaperOrder.objects.filter(status=PaperOrderStatus.OPEN).values_list("account_id", flat=True).distinct()
+        PaperOrder.objects.filter(status=PaperOrderStatus.OPEN)
+        .values_list("account_id", flat=True)
+        .distinct()
     )
     results = []
     for account in BrokerAccount.objects.filter(pk__in=list(account_ids)).select_related("paper_venue"):

@@ -54,7 +54,7 @@ class ActorType(models.TextChoices):
 
 
 class OrderQuerySet(models.QuerySet["Order"]):
-    def for_owner(self, user) -> OrderQuerySet:  # noqa: ANN001
+    def for_owner(self, user) -> OrderQuerySet:
         if user.is_staff:
             return self
         return self.filter(user=user)
@@ -64,7 +64,9 @@ class OrderQuerySet(models.QuerySet["Order"]):
 
 
 class Order(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     broker = models.ForeignKey(
         BrokerAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
     )
@@ -82,9 +84,12 @@ class Order(models.Model):
         max_length=3, choices=TimeInForceChoices.choices, default=TimeInForceChoices.DAY, db_default="DAY"
     )
     status = models.CharField(
-        max_length=16, choices=OrderStatusChoices.choices, default=OrderStatusChoices.PENDING, db_default="PENDING"
+        max_length=16,
+        choices=OrderStatusChoices.choices,
+        default=OrderStatusChoices.PENDING,
+        db_default="PENDING",
     )
-    broker_order_id = models.CharField(max_length=64, null=True, blank=True)
+    broker_order_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (NULL: not yet known)
     filled_quantity = models.DecimalField(**MONEY, default=Decimal(0))
     average_fill_price = models.DecimalField(**MONEY, null=True, blank=True)
     commission = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(0))
@@ -110,6 +115,7 @@ class Order(models.Model):
             ),
         ]
         indexes = [
+            models.Index(fields=["user", "-id"], name="orders_owner_recent"),
             models.Index(fields=["user", "status"], name="orders_owner_status"),
             models.Index(fields=["user", "symbol"], name="orders_owner_symbol"),
             models.Index(fields=["broker", "broker_order_id"], name="orders_broker_order"),
@@ -197,10 +203,10 @@ class OrderEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.event_type} {self.from_status}->{self.to_status}"
 
-    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def save(self, *args, **kwargs) -> None:
         if self.pk is not None:
             raise ValueError("order events are append-only")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def delete(self, *args, **kwargs):
         raise ValueError("order events are append-only")

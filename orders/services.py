@@ -12,15 +12,17 @@ Concurrency rules (see docs/adr/0002-order-pipeline.md):
 
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from brokers import services as brokers_services
 from brokers.domain.adapter import (
     BrokerError,
     BrokerOrderRequest,
@@ -60,7 +62,7 @@ class Actor:
     label: str = ""
 
     @classmethod
-    def for_user(cls, user, label: str = "") -> Actor:  # noqa: ANN001
+    def for_user(cls, user, label: str = "") -> Actor:
         return cls(ActorType.USER, user.pk, label or user.get_username())
 
 
@@ -111,7 +113,12 @@ def position_payload(position: Position) -> dict[str, Any]:
 
 
 def _record(
-    order: Order, *, event_type: str, actor: Actor, from_status: str = "", data: dict[str, Any] | None = None,
+    order: Order,
+    *,
+    event_type: str,
+    actor: Actor,
+    from_status: str = "",
+    data: dict[str, Any] | None = None,
     outbox_type: str = "ORDER_UPDATED",
 ) -> None:
     """One audit row and one outbox event for an order action; the caller's transaction."""
@@ -144,7 +151,12 @@ def _lock(order_id: int) -> Order:
 
 
 def _transition(
-    order: Order, event: OrderEventType, *, actor: Actor, reason: str = "", data: dict[str, Any] | None = None,
+    order: Order,
+    event: OrderEventType,
+    *,
+    actor: Actor,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
     fields: tuple[str, ...] = (),
 ) -> None:
     """Apply ``event`` to a locked order, save it and record it. Raises IllegalTransition."""
@@ -158,14 +170,27 @@ def _transition(
     if reason:
         order.status_reason = reason
     order.save(update_fields=["status", "status_reason", "updated_at", *fields])
-    _record(order, event_type=event.value, actor=actor, from_status=before, data={"reason": reason, **(data or {})})
+    _record(
+        order,
+        event_type=event.value,
+        actor=actor,
+        from_status=before,
+        data={"reason": reason, **(data or {})},
+    )
 
 
 # --- placing ------------------------------------------------------------------------------------
 
 
 _IDEMPOTENCY_FIELDS = (
-    "symbol", "side", "order_type", "quantity", "price", "stop_price", "trail_amount", "trail_percent",
+    "symbol",
+    "side",
+    "order_type",
+    "quantity",
+    "price",
+    "stop_price",
+    "trail_amount",
+    "trail_percent",
     "time_in_force",
 )
 
@@ -175,16 +200,18 @@ def _same_request(order: Order, req: OrderRequest, broker_id: int | None) -> boo
         return False
     for name in _IDEMPOTENCY_FIELDS:
         theirs, ours = getattr(req, name), getattr(order, name)
-        if theirs is None and ours is None:
-            continue
-        if theirs is None or ours is None or Decimal(str(theirs)) != Decimal(str(ours)) if isinstance(
-            theirs, Decimal
-        ) else str(theirs) != str(ours):
+        if theirs is None or ours is None:
+            if theirs is not ours:
+                return False
+        elif isinstance(theirs, Decimal):
+            if theirs != Decimal(ours):
+                return False
+        elif str(theirs) != str(ours):
             return False
     return True
 
 
-def _existing(user, req: OrderRequest, broker_id: int | None) -> Order | None:  # noqa: ANN001
+def _existing(user, req: OrderRequest, broker_id: int | None) -> Order | None:
     order = Order.objects.filter(user=user, client_order_id=req.client_order_id).first()
     if order is not None and not _same_request(order, req, broker_id):
         raise Conflict(
@@ -195,12 +222,17 @@ def _existing(user, req: OrderRequest, broker_id: int | None) -> Order | None:  
     return order
 
 
-def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | None = None) -> Order:  # noqa: ANN001
+class Placed(NamedTuple):
+    order: Order
+    created: bool  # False: the client_order_id was already used for this very order
+
+
+def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | None = None) -> Placed:
     """Validate, persist, risk-check, route and submit one order.
 
     Idempotent on ``client_order_id``: the same id with the same parameters returns the order
-    already placed; with other parameters it is a 409 conflict. Returns the order as it stands
-    after the broker's immediate reply (a marketable order may already be FILLED).
+    already placed (``created`` False); with other parameters it is a 409 conflict. The order is
+    returned as it stands after the broker's immediate reply (a marketable order may be FILLED).
     """
     errors = validate_order_request(request)
     if errors:
@@ -208,13 +240,16 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
     if request.client_order_id is None:
         request = replace(request, client_order_id=f"TM{uuid.uuid4().hex}")
     elif (existing := _existing(user, request, broker_id)) is not None:
-        return existing
+        return Placed(existing, False)
 
     asset_class = asset_class_of(request.symbol)
     assert asset_class is not None  # validated above
     account = route_choose(
-        user=user, asset_class=asset_class, order_type=request.order_type,
-        time_in_force=request.time_in_force, broker_id=broker_id,
+        user=user,
+        asset_class=asset_class,
+        order_type=request.order_type,
+        time_in_force=request.time_in_force,
+        broker_id=broker_id,
     )
     try:
         with transaction.atomic():
@@ -234,25 +269,33 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
                 time_in_force=request.time_in_force.value,
                 status=OrderStatus.PENDING.value,
             )
-            _record(order, event_type="CREATED", actor=actor, outbox_type="ORDER_CREATED",
-                    data={"routed_to": str(account)})
+            _record(
+                order,
+                event_type="CREATED",
+                actor=actor,
+                outbox_type="ORDER_CREATED",
+                data={"routed_to": str(account)},
+            )
     except IntegrityError:
         # a concurrent request with the same client_order_id won the race
         existing = _existing(user, request, broker_id)
         if existing is None:
             raise
-        return existing
+        return Placed(existing, False)
 
     assessment = risk_check_order(order=order)
     if not assessment.approved:
         with transaction.atomic():
             order = _lock(order.pk)
             _transition(
-                order, OrderEventType.REJECT, actor=SYSTEM, reason="; ".join(assessment.reasons),
+                order,
+                OrderEventType.REJECT,
+                actor=SYSTEM,
+                reason="; ".join(assessment.reasons),
                 data={"risk": [f.rule for f in assessment.failures]},
             )
-        return order
-    return _submit(order, account, actor)
+        return Placed(order, True)
+    return Placed(_submit(order, account, actor), True)
 
 
 def _broker_request(order: Order) -> BrokerOrderRequest:
@@ -295,8 +338,13 @@ def _reload(order: Order) -> Order:
 def _broker_refused(order: Order, exc: BrokerError, prefix: str = "rejected by broker") -> Order:
     with transaction.atomic():
         order = _lock(order.pk)
-        _transition(order, OrderEventType.REJECT, actor=BROKER, reason=f"{prefix}: {exc.message}",
-                    data={"broker_code": exc.code})
+        _transition(
+            order,
+            OrderEventType.REJECT,
+            actor=BROKER,
+            reason=f"{prefix}: {exc.message}",
+            data={"broker_code": exc.code},
+        )
     return order
 
 
@@ -310,19 +358,34 @@ def _resolve_unknown_submission(order: Order, account: BrokerAccount, exc: Excep
             order = _lock(order.pk)
             order.status_reason = f"submission outcome unknown ({exc}); reconciliation will settle it"
             order.save(update_fields=["status_reason", "updated_at"])
-            _record(order, event_type="SUBMIT_UNCERTAIN", actor=SYSTEM, from_status=order.status,
-                    data={"error": str(exc), "lookup_error": str(lookup_exc)})
+            _record(
+                order,
+                event_type="SUBMIT_UNCERTAIN",
+                actor=SYSTEM,
+                from_status=order.status,
+                data={"error": str(exc), "lookup_error": str(lookup_exc)},
+            )
         return order
     if state is None:
         with transaction.atomic():
             order = _lock(order.pk)
-            _transition(order, OrderEventType.REJECT, actor=SYSTEM,
-                        reason=f"not received by the broker ({exc})")
+            _transition(
+                order, OrderEventType.REJECT, actor=SYSTEM, reason=f"not received by the broker ({exc})"
+            )
         return order
-    updates = [BrokerOrderUpdate(UpdateKind.ACCEPTED, order.client_order_id, state.broker_order_id, timezone.now())]
+    updates = [
+        BrokerOrderUpdate(UpdateKind.ACCEPTED, order.client_order_id, state.broker_order_id, timezone.now())
+    ]
     if state.status is BrokerOrderStatus.REJECTED:
-        updates = [BrokerOrderUpdate(UpdateKind.REJECTED, order.client_order_id, state.broker_order_id,
-                                     timezone.now(), reason="rejected by broker")]
+        updates = [
+            BrokerOrderUpdate(
+                UpdateKind.REJECTED,
+                order.client_order_id,
+                state.broker_order_id,
+                timezone.now(),
+                reason="rejected by broker",
+            )
+        ]
     return order_apply_updates(account=account, updates=updates) or _reload(order)
 
 
@@ -363,8 +426,12 @@ def order_apply_updates(
                     .first()
                 )
                 if order is None:
-                    logger.error("broker %s reported %s for unknown order %s", account.pk, update.kind,
-                                 update.client_order_id)
+                    logger.error(
+                        "broker %s reported %s for unknown order %s",
+                        account.pk,
+                        update.kind,
+                        update.client_order_id,
+                    )
                     continue
                 orders[update.client_order_id] = order
             filled |= _apply_one(order, account, update)
@@ -376,8 +443,13 @@ def order_apply_updates(
 
 def _anomaly(order: Order, update: BrokerOrderUpdate, problem: str) -> None:
     logger.error("order %s: %s (broker update %s)", order.pk, problem, update)
-    _record(order, event_type="BROKER_ANOMALY", actor=BROKER, from_status=order.status,
-            data={"problem": problem, "update": update.kind.value, "reason": update.reason})
+    _record(
+        order,
+        event_type="BROKER_ANOMALY",
+        actor=BROKER,
+        from_status=order.status,
+        data={"problem": problem, "update": update.kind.value, "reason": update.reason},
+    )
 
 
 def _apply_one(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) -> bool:
@@ -386,7 +458,11 @@ def _apply_one(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) 
     if update.kind is UpdateKind.FILL:
         return _apply_fill(order, account, update)
     fields: list[str] = []
-    if update.kind is UpdateKind.ACCEPTED and update.broker_order_id and order.broker_order_id != update.broker_order_id:
+    if (
+        update.kind is UpdateKind.ACCEPTED
+        and update.broker_order_id
+        and order.broker_order_id != update.broker_order_id
+    ):
         order.broker_order_id = update.broker_order_id
         fields.append("broker_order_id")
     if update.kind is UpdateKind.TRIGGERED:
@@ -397,8 +473,10 @@ def _apply_one(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) 
         fields.append("cancelled_at")
     data: dict[str, Any] = {}
     if update.kind is UpdateKind.REPLACED and update.change is not None:
-        before = {k: getattr(order, k) for k in ("quantity", "price", "stop_price", "trail_amount",
-                                                 "trail_percent", "time_in_force")}
+        before = {
+            k: getattr(order, k)
+            for k in ("quantity", "price", "stop_price", "trail_amount", "trail_percent", "time_in_force")
+        }
         _apply_change(order, update.change)
         fields += ["quantity", "price", "stop_price", "trail_amount", "trail_percent", "time_in_force"]
         data = {"before": before, "after": {k: getattr(order, k) for k in before}}
@@ -434,43 +512,79 @@ def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate)
     try:
         new_filled = order.filled_quantity + report.quantity
         status = apply(
-            OrderStatus(before), OrderEventType.FILL,
+            OrderStatus(before),
+            OrderEventType.FILL,
             Progress(filled=True, complete=new_filled == order.quantity, triggered=order.triggered),
         )
     except IllegalTransition as exc:
         _anomaly(order, update, str(exc))
         return False
     fill = Fill.objects.create(
-        order=order, user_id=order.user_id, broker=account, broker_fill_id=report.broker_fill_id,
-        symbol=order.symbol, side=order.side, quantity=report.quantity, price=report.price,
-        fee=report.fee, liquidity=report.liquidity, executed_at=update.occurred_at,
+        order=order,
+        user_id=order.user_id,
+        broker=account,
+        broker_fill_id=report.broker_fill_id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=report.quantity,
+        price=report.price,
+        fee=report.fee,
+        liquidity=report.liquidity,
+        executed_at=update.occurred_at,
     )
     previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
-    order.average_fill_price = ((previous_notional + report.quantity * report.price) / new_filled).quantize(Q8)
+    order.average_fill_price = ((previous_notional + report.quantity * report.price) / new_filled).quantize(
+        Q8
+    )
     order.filled_quantity = new_filled
     order.commission = (order.commission + report.fee).quantize(Q4)
     order.status = status.value
     if status is OrderStatus.FILLED:
         order.filled_at = update.occurred_at
-    order.save(update_fields=["status", "filled_quantity", "average_fill_price", "commission", "filled_at",
-                              "updated_at"])
-    fill_data = {"fill_id": fill.pk, "broker_fill_id": report.broker_fill_id, "quantity": report.quantity,
-                 "price": report.price, "fee": report.fee}
-    OrderEvent.objects.create(
-        order=order, event_type="FILL", from_status=before, to_status=order.status, actor_type=BROKER.type,
-        actor_label=BROKER.label, data=_jsonable(fill_data),
+    order.save(
+        update_fields=[
+            "status",
+            "filled_quantity",
+            "average_fill_price",
+            "commission",
+            "filled_at",
+            "updated_at",
+        ]
     )
-    outbox_record(type="ORDER_FILLED", user_id=order.user_id, account_id=account.pk,
-                  payload={"order": order_payload(order), "fill": fill_data})
+    fill_data = {
+        "fill_id": fill.pk,
+        "broker_fill_id": report.broker_fill_id,
+        "quantity": report.quantity,
+        "price": report.price,
+        "fee": report.fee,
+    }
+    OrderEvent.objects.create(
+        order=order,
+        event_type="FILL",
+        from_status=before,
+        to_status=order.status,
+        actor_type=BROKER.type,
+        actor_label=BROKER.label,
+        data=_jsonable(fill_data),
+    )
+    outbox_record(
+        type="ORDER_FILLED",
+        user_id=order.user_id,
+        account_id=account.pk,
+        payload={"order": order_payload(order), "fill": fill_data},
+    )
     _position_apply_fill(order, account, report.quantity, report.price, report.fee)
     return True
 
 
-def _position_apply_fill(order: Order, account: BrokerAccount, quantity: Decimal, price: Decimal,
-                         fee: Decimal) -> Position:
-    position = Position.objects.select_for_update().filter(
-        user_id=order.user_id, broker=account, symbol=order.symbol
-    ).first()
+def _position_apply_fill(
+    order: Order, account: BrokerAccount, quantity: Decimal, price: Decimal, fee: Decimal
+) -> Position:
+    position = (
+        Position.objects.select_for_update()
+        .filter(user_id=order.user_id, broker=account, symbol=order.symbol)
+        .first()
+    )
     if position is None:
         try:
             with transaction.atomic():
@@ -483,13 +597,30 @@ def _position_apply_fill(order: Order, account: BrokerAccount, quantity: Decimal
             )
     state = apply_fill(
         PositionState(position.quantity, position.average_cost, position.realized_pnl, position.total_fees),
-        side=Side(order.side), quantity=quantity, price=price, fee=fee,
+        side=Side(order.side),
+        quantity=quantity,
+        price=price,
+        fee=fee,
     )
     _position_store(position, state, price)
-    position.save(update_fields=["quantity", "average_cost", "realized_pnl", "total_fees", "market_price",
-                                 "market_value", "unrealized_pnl", "updated_at"])
-    outbox_record(type="POSITION_UPDATED", user_id=order.user_id, account_id=account.pk,
-                  payload={"position": position_payload(position)})
+    position.save(
+        update_fields=[
+            "quantity",
+            "average_cost",
+            "realized_pnl",
+            "total_fees",
+            "market_price",
+            "market_value",
+            "unrealized_pnl",
+            "updated_at",
+        ]
+    )
+    outbox_record(
+        type="POSITION_UPDATED",
+        user_id=order.user_id,
+        account_id=account.pk,
+        payload={"position": position_payload(position)},
+    )
     return position
 
 
@@ -511,7 +642,9 @@ def positions_revalue(*, mids: dict[str, Decimal]) -> int:
         price = mids[position.symbol]
         if position.market_price == price:
             continue
-        state = PositionState(position.quantity, position.average_cost, position.realized_pnl, position.total_fees)
+        state = PositionState(
+            position.quantity, position.average_cost, position.realized_pnl, position.total_fees
+        )
         _position_store(position, state, price)
         changed.append(position)
     Position.objects.bulk_update(changed, ["market_price", "market_value", "unrealized_pnl"], batch_size=500)
@@ -521,44 +654,58 @@ def positions_revalue(*, mids: dict[str, Decimal]) -> int:
 # --- cancel and modify --------------------------------------------------------------------------
 
 
-def _owned(user, order_id: int) -> Order:  # noqa: ANN001
+def _owned(user, order_id: int) -> Order:
     order = Order.objects.for_owner(user).select_related("broker").filter(pk=order_id).first()
     if order is None:
         raise NotFound("order_not_found", f"Order {order_id} does not exist.")
     return order
 
 
-def order_cancel(*, user, order_id: int, actor: Actor) -> Order:  # noqa: ANN001
+def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
     """Cancel an open order. A closed order is a 409; a cancel already in flight is a no-op."""
     order = _owned(user, order_id)
     with transaction.atomic():
         order = _lock(order.pk)
         status = OrderStatus(order.status)
         if status in TERMINAL_STATUSES:
-            raise Conflict("order_not_cancellable",
-                           f"Order {order.pk} is {status} and can no longer be cancelled.",
-                           {"status": status.value})
+            raise Conflict(
+                "order_not_cancellable",
+                f"Order {order.pk} is {status} and can no longer be cancelled.",
+                {"status": status.value},
+            )
         if status is OrderStatus.PENDING_CANCEL:
             return order
         if status is OrderStatus.PENDING:
             order.cancelled_at = timezone.now()
-            _transition(order, OrderEventType.CANCEL, actor=actor, reason="cancelled before submission",
-                        fields=("cancelled_at",))
+            _transition(
+                order,
+                OrderEventType.CANCEL,
+                actor=actor,
+                reason="cancelled before submission",
+                fields=("cancelled_at",),
+            )
             return order
         _transition(order, OrderEventType.REQUEST_CANCEL, actor=actor)
     account = order.broker
     try:
         updates = adapter_for(account).cancel(OrderRef(order.client_order_id, order.broker_order_id))
     except BrokerError as exc:
-        updates = [BrokerOrderUpdate(UpdateKind.CANCEL_REJECTED, order.client_order_id,
-                                     order.broker_order_id or "", timezone.now(), reason=exc.message)]
+        updates = [
+            BrokerOrderUpdate(
+                UpdateKind.CANCEL_REJECTED,
+                order.client_order_id,
+                order.broker_order_id or "",
+                timezone.now(),
+                reason=exc.message,
+            )
+        ]
     return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
 
 
 _MODIFIABLE = {OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED}
 
 
-def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> Order:  # noqa: ANN001
+def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> Order:
     """Cancel-replace quantity, prices, trail or time in force of a working order."""
     order = _owned(user, order_id)
     if change == OrderChange():
@@ -569,12 +716,16 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
         order = _lock(order.pk)
         status = OrderStatus(order.status)
         if status not in _MODIFIABLE:
-            raise Conflict("order_not_modifiable",
-                           f"Order {order.pk} is {status} and cannot be modified now.",
-                           {"status": status.value})
+            raise Conflict(
+                "order_not_modifiable",
+                f"Order {order.pk} is {status} and cannot be modified now.",
+                {"status": status.value},
+            )
         keep_trail = change.trail_amount is None and change.trail_percent is None
         merged = OrderRequest(
-            symbol=order.symbol, side=Side(order.side), order_type=OrderType(order.order_type),
+            symbol=order.symbol,
+            side=Side(order.side),
+            order_type=OrderType(order.order_type),
             quantity=change.quantity if change.quantity is not None else order.quantity,
             time_in_force=change.time_in_force or TimeInForce(order.time_in_force),
             price=change.price if change.price is not None else order.price,
@@ -589,15 +740,43 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
             )
         if errors:
             raise ValidationFailed(errors)
-        _transition(order, OrderEventType.REQUEST_REPLACE, actor=actor,
-                    data={"requested": {k: v for k, v in change.__getstate__().items() if v is not None}}
-                    if hasattr(change, "__getstate__") else {})
+        _transition(
+            order,
+            OrderEventType.REQUEST_REPLACE,
+            actor=actor,
+            data={"requested": {k: v for k, v in change.__getstate__().items() if v is not None}}
+            if hasattr(change, "__getstate__")
+            else {},
+        )
     account = order.broker
     try:
         updates = adapter_for(account).replace(OrderRef(order.client_order_id, order.broker_order_id), change)
     except BrokerError as exc:
-        updates = [BrokerOrderUpdate(UpdateKind.REPLACE_REJECTED, order.client_order_id,
-                                     order.broker_order_id or "", timezone.now(), reason=exc.message)]
+        updates = [
+            BrokerOrderUpdate(
+                UpdateKind.REPLACE_REJECTED,
+                order.client_order_id,
+                order.broker_order_id or "",
+                timezone.now(),
+                reason=exc.message,
+            )
+        ]
         order_apply_updates(account=account, updates=updates)
         raise Conflict("replace_rejected", f"The broker refused the change: {exc.message}") from None
     return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
+
+
+# --- the simulated market -----------------------------------------------------------------------
+
+
+def market_tick(*, now: datetime.datetime | None = None, advance: bool = True) -> int:
+    """One step of the paper market: move prices, match resting paper orders, book the results,
+    and mark positions to the new prices. Returns the number of order updates applied."""
+    now = now or timezone.now()
+    mids = brokers_services.market_advance() if advance else brokers_services.market_mids()
+    applied = 0
+    for account, updates in brokers_services.paper_poll(now=now):
+        order_apply_updates(account=account, updates=updates, sync_account=True)
+        applied += len(updates)
+    positions_revalue(mids=mids)
+    return applied

@@ -23,7 +23,11 @@ def _ineligible_reason(
 
 
 def route_choose(
-    *, user, asset_class: AssetClass, order_type: OrderType, time_in_force: TimeInForce,  # noqa: ANN001
+    *,
+    user,
+    asset_class: AssetClass,
+    order_type: OrderType,
+    time_in_force: TimeInForce,
     broker_id: int | None = None,
 ) -> BrokerAccount:
     if broker_id is not None:
@@ -33,7 +37,9 @@ def route_choose(
         reason = _ineligible_reason(account, asset_class, order_type, time_in_force)
         if reason:
             raise TradeMasterError(
-                "broker_ineligible", f"Broker account {account} {reason}.", {"fields": {"broker_id": [f"{account} {reason}."]}}
+                "broker_ineligible",
+                f"Broker account {account} {reason}.",
+                {"fields": {"broker_id": [f"{account} {reason}."]}},
             )
         return account
     reasons = []

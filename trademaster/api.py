@@ -1,4 +1,4 @@
-"""Shared REST plumbing: pagination, scopes, and one error shape for every 4xx."""
+"""Shared REST plumbing: pagination and one error shape for every 4xx."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from oauth2_provider.models import AccessToken
-from rest_framework import exceptions, permissions
+from rest_framework import exceptions
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -19,23 +18,6 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
-
-
-class HasScope(permissions.BasePermission):
-    """Bearer tokens need ``read`` for reads and ``trade`` for writes; session users have both."""
-
-    message = "This token lacks the scope this request needs."
-
-    def has_permission(self, request, view) -> bool:  # noqa: ANN001
-        token = request.auth
-        if not isinstance(token, AccessToken):
-            return True
-        needed = "read" if request.method in permissions.SAFE_METHODS else "trade"
-        needed = getattr(view, "required_scope", None) or needed
-        if not token.allow_scopes([needed]):
-            self.message = f"This token lacks the '{needed}' scope."
-            return False
-        return True
 
 
 def _flatten(detail: Any) -> Any:
@@ -68,7 +50,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         fields = _flatten(detail) if isinstance(detail, dict) else {"non_field_errors": _flatten(detail)}
-        response.data = {"code": "validation_error", "message": "The request has invalid fields.", "fields": fields}
+        response.data = {
+            "code": "validation_error",
+            "message": "The request has invalid fields.",
+            "fields": fields,
+        }
     elif isinstance(exc, exceptions.APIException):
         codes = exc.get_codes()
         response.data = {"code": codes if isinstance(codes, str) else "error", "message": str(exc.detail)}

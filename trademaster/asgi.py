@@ -1,16 +1,12 @@
-"""
-ASGI config for trademaster project.
-
-It exposes the ASGI callable as a module-level variable named ``application``.
-
-For more information on this file, see
-https://docs.djangoproject.com/en/5.2/howto/deployment/asgi/
-"""
+"""ASGI entry point (daphne): HTTP now; the live stream and MCP mount here too."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'trademaster.settings')
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trademaster.settings")
+django_asgi = get_asgi_application()
 
-application = get_asgi_application()
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi})

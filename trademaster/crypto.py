@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from cryptography.fernet import InvalidToken, MultiFernet, Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -27,7 +27,9 @@ def _fernet(keys: tuple[str, ...]) -> MultiFernet:
     try:
         return MultiFernet([Fernet(k.encode()) for k in keys])
     except ValueError as exc:
-        raise ImproperlyConfigured(f"TRADEMASTER_ENCRYPTION_KEYS holds an invalid Fernet key: {exc}") from None
+        raise ImproperlyConfigured(
+            f"TRADEMASTER_ENCRYPTION_KEYS holds an invalid Fernet key: {exc}"
+        ) from None
 
 
 def fernet() -> MultiFernet:
@@ -56,23 +58,54 @@ def rotate(token: str) -> str:
         raise DecryptionError("a stored broker credential cannot be decrypted for rotation") from None
 
 
-class Secret(str):
-    """A decrypted secret whose repr never shows the value (logs, tracebacks, shells)."""
+class Sealed:
+    """A stored secret, still encrypted. ``reveal()`` decrypts it when it is really needed.
+
+    Loading a row never decrypts, so listing accounts cannot leak or fail on a secret; its repr
+    and str never show the value.
+    """
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def reveal(self) -> str:
+        return decrypt(self.token)
 
     def __repr__(self) -> str:
-        return "Secret('********')"
+        return "Sealed('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sealed) and other.token == self.token
+
+    def __hash__(self) -> int:
+        return hash(self.token)
 
 
 class EncryptedTextField(models.TextField):
-    """Stores a Fernet token; reads back a :class:`Secret`. Empty and NULL are kept as they are."""
+    """Stores a Fernet token. Assign plaintext (str) to set; read back a :class:`Sealed`.
 
-    def from_db_value(self, value, expression, connection):  # noqa: ANN001
+    Empty and NULL stay as they are (nothing to protect), unlike packages that turn falsy
+    values into NULL silently.
+    """
+
+    def from_db_value(self, value, expression, connection):
         if value is None or value == "":
             return value
-        return Secret(decrypt(value))
+        return Sealed(value)
 
-    def get_prep_value(self, value):  # noqa: ANN001
-        value = super().get_prep_value(value)
+    def to_python(self, value):
+        return value
+
+    def get_prep_value(self, value):
         if value is None or value == "":
             return value
+        if isinstance(value, Sealed):
+            return value.token
         return encrypt(str(value))
+
+    def value_to_string(self, obj) -> str:
+        return "********"

@@ -18,7 +18,9 @@ class TradeMasterError(Exception):
 class ValidationFailed(TradeMasterError):
     """Field errors: ``fields`` maps a field name to its messages."""
 
-    def __init__(self, fields: dict[str, list[str]], message: str = "The request has invalid fields.") -> None:
+    def __init__(
+        self, fields: dict[str, list[str]], message: str = "The request has invalid fields."
+    ) -> None:
         super().__init__("validation_error", message, {"fields": fields})
         self.fields = fields
 

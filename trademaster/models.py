@@ -25,9 +25,21 @@ class OutboxEvent(models.Model):
         db_table = "outbox_events"
         ordering = ["id"]
         indexes = [
-            models.Index(fields=["id"], name="outbox_unpublished", condition=models.Q(published_at__isnull=True)),
+            models.Index(
+                fields=["id"], name="outbox_unpublished", condition=models.Q(published_at__isnull=True)
+            ),
             models.Index(fields=["user_id", "id"], name="outbox_by_user"),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class BenchPing(models.Model):
+    """One row per call of the bench's floor endpoint."""
+
+    user_id = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"ping {self.pk}"

@@ -27,7 +27,11 @@ def jsonable(value: Any) -> Any:
 
 
 def outbox_record(
-    *, type: str, user_id: int, payload: dict[str, Any], account_id: int | None = None,
+    *,
+    type: str,
+    user_id: int,
+    payload: dict[str, Any],
+    account_id: int | None = None,
     occurred_at: dt.datetime | None = None,
 ) -> OutboxEvent:
     return OutboxEvent.objects.create(

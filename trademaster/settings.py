@@ -128,7 +128,11 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("SQLITE_PATH", str(VAR_DIR / "trademaster.sqlite3")),
             # several processes (web, market runner) share the file: wait instead of failing
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
         }
     }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
@@ -146,6 +150,11 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- auth -------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -158,7 +167,10 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 OAUTH2_PROVIDER = {
-    "SCOPES": {"read": "Read orders, fills, positions and accounts", "trade": "Place, modify and cancel orders"},
+    "SCOPES": {
+        "read": "Read orders, fills, positions and accounts",
+        "trade": "Place, modify and cancel orders",
+    },
     "DEFAULT_SCOPES": ["read"],
     "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("ACCESS_TOKEN_EXPIRE_SECONDS", str(30 * 24 * 3600))),
 }
@@ -168,7 +180,16 @@ REST_FRAMEWORK = {
         "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "trademaster.permissions.HasScope",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "trademaster.parsers.DecimalJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "trademaster.api.Pagination",
     "PAGE_SIZE": 50,
@@ -207,6 +228,9 @@ SPECTACULAR_SETTINGS = {
         }
     },
 }
+
+# A bare authenticated endpoint that inserts one row: the floor the bench compares against.
+BENCH_FLOOR_ENDPOINT = env_bool("TRADEMASTER_BENCH_FLOOR", False)
 
 # --- brokers ------------------------------------------------------------------------------------
 BROKER_ADAPTERS = {

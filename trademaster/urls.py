@@ -1,22 +1,39 @@
-"""
-URL configuration for trademaster project.
-
-The `urlpatterns` list routes URLs to views. For more information please see:
-    https://docs.djangoproject.com/en/5.2/topics/http/urls/
-Examples:
-Function views
-    1. Add an import:  from my_app import views
-    2. Add a URL to urlpatterns:  path('', views.home, name='home')
-Class-based views
-    1. Add an import:  from other_app.views import Home
-    2. Add a URL to urlpatterns:  path('', Home.as_view(), name='home')
-Including another URLconf
-    1. Import the include() function: from django.urls import include, path
-    2. Add a URL to urlpatterns:  path('blog/', include('blog.urls'))
-"""
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from brokers.api import views as broker_api
+from orders import views as pages
+from orders.api import views as order_api
+
+api_v1 = [
+    path("orders/", order_api.OrderListCreateApi.as_view(), name="orders"),
+    path("orders/<int:order_id>/", order_api.OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<int:order_id>/cancel/", order_api.OrderCancelApi.as_view(), name="order-cancel"),
+    path("orders/<int:order_id>/events/", order_api.OrderEventListApi.as_view(), name="order-events"),
+    path("fills/", order_api.FillListApi.as_view(), name="fills"),
+    path("positions/", order_api.PositionListApi.as_view(), name="positions"),
+    path("positions/aggregate/", order_api.PositionAggregateApi.as_view(), name="positions-aggregate"),
+    path("brokers/", broker_api.BrokerAccountListApi.as_view(), name="brokers"),
+    path("brokers/<int:account_id>/", broker_api.BrokerAccountDetailApi.as_view(), name="broker-detail"),
+    path("quotes/", broker_api.QuoteListApi.as_view(), name="quotes"),
+]
+if settings.BENCH_FLOOR_ENDPOINT:
+    from trademaster.bench_floor import BenchFloorApi
+
+    api_v1.append(path("bench/floor/", BenchFloorApi.as_view(), name="bench-floor"))
 
 urlpatterns = [
-    path('admin/', admin.site.urls),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("", pages.dashboard, name="dashboard"),
+    path("orders/new/", pages.order_new, name="order-new"),
+    path("orders/<int:order_id>/", pages.order_detail, name="order-page"),
+    path("orders/<int:order_id>/cancel/", pages.order_cancel, name="order-cancel-page"),
 ]

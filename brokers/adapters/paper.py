@@ -35,7 +35,15 @@ from brokers.domain.adapter import (
 from brokers.domain.calendar import session_date
 from brokers.domain.market import Book, InstrumentSpec, VenueSpec, build_book, commission
 from brokers.domain.matching import MatchResult, VenueOrder, VenueOrderStatus, on_entry, on_tick
-from brokers.models import BrokerAccount, Instrument, PaperBalance, PaperHolding, PaperOrder, PaperOrderStatus, PaperVenue
+from brokers.models import (
+    BrokerAccount,
+    Instrument,
+    PaperBalance,
+    PaperHolding,
+    PaperOrder,
+    PaperOrderStatus,
+    PaperVenue,
+)
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from orders.domain.positions import PositionState, apply_fill
 
@@ -111,7 +119,11 @@ class PaperAdapter:
 
     def _update(self, kind: UpdateKind, po: PaperOrder, now: dt.datetime, **kw: object) -> BrokerOrderUpdate:
         return BrokerOrderUpdate(
-            kind=kind, client_order_id=po.client_order_id, broker_order_id=po.venue_order_id, occurred_at=now, **kw
+            kind=kind,
+            client_order_id=po.client_order_id,
+            broker_order_id=po.venue_order_id,
+            occurred_at=now,
+            **kw,
         )
 
     def _settle(
@@ -158,7 +170,9 @@ class PaperAdapter:
         po.triggered = new.triggered
         po.watermark = new.watermark
         po.status = new.status.value
-        po.save(update_fields=["filled_quantity", "triggered", "watermark", "status", "fill_seq", "updated_at"])
+        po.save(
+            update_fields=["filled_quantity", "triggered", "watermark", "status", "fill_seq", "updated_at"]
+        )
         if new.status is VenueOrderStatus.CANCELLED:
             updates.append(self._update(UpdateKind.CANCELLED, po, now, reason=result.reason))
         elif new.status is VenueOrderStatus.EXPIRED:
@@ -201,12 +215,18 @@ class PaperAdapter:
                 raise BrokerRejected(f"{venue.name} does not trade {request.asset_class.lower()}")
             inst = self._instrument(request.symbol)
             if request.quantity % inst.lot_size != 0:
-                raise BrokerRejected(f"quantity must be a multiple of the lot size {inst.lot_size.normalize()}")
+                raise BrokerRejected(
+                    f"quantity must be a multiple of the lot size {inst.lot_size.normalize()}"
+                )
             for name in ("price", "stop_price"):
                 value = getattr(request, name)
                 if value is not None and value % inst.tick_size != 0:
-                    raise BrokerRejected(f"{name} must be a multiple of the tick size {inst.tick_size.normalize()}")
-            if PaperOrder.objects.filter(account_id=self.account_id, client_order_id=request.client_order_id).exists():
+                    raise BrokerRejected(
+                        f"{name} must be a multiple of the tick size {inst.tick_size.normalize()}"
+                    )
+            if PaperOrder.objects.filter(
+                account_id=self.account_id, client_order_id=request.client_order_id
+            ).exists():
                 raise BrokerRejected("duplicate client_order_id", code="DUPLICATE_CLIENT_ORDER_ID")
             book = self._book(inst, venue)
             self._check_funds(request, book, venue)
@@ -295,7 +315,9 @@ class PaperAdapter:
             if not orders:
                 return updates
             venue = self._venue()
-            instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in={o.symbol for o in orders})}
+            instruments = {
+                i.symbol: i for i in Instrument.objects.filter(symbol__in={o.symbol for o in orders})
+            }
             for po in orders:
                 inst = instruments[po.symbol]
                 if po.time_in_force == TimeInForce.DAY and po.session_date < session_date(
@@ -303,7 +325,9 @@ class PaperAdapter:
                 ):
                     po.status = PaperOrderStatus.EXPIRED
                     po.save(update_fields=["status", "updated_at"])
-                    updates.append(self._update(UpdateKind.EXPIRED, po, now, reason="DAY order expired at the close"))
+                    updates.append(
+                        self._update(UpdateKind.EXPIRED, po, now, reason="DAY order expired at the close")
+                    )
                     continue
                 result = on_tick(_venue_order(po), self._book(inst, venue), tick=inst.tick_size)
                 if result.executions or result.order != _venue_order(po):
@@ -348,7 +372,9 @@ class PaperAdapter:
     def account(self) -> AccountInfo:
         cash = PaperBalance.objects.get(account_id=self.account_id).cash
         holdings = list(PaperHolding.objects.filter(account_id=self.account_id).exclude(quantity=0))
-        mids = dict(Instrument.objects.filter(symbol__in=[h.symbol for h in holdings]).values_list("symbol", "mid"))
+        mids = dict(
+            Instrument.objects.filter(symbol__in=[h.symbol for h in holdings]).values_list("symbol", "mid")
+        )
         value = cash + sum((h.quantity * mids.get(h.symbol, h.average_cost) for h in holdings), Decimal(0))
         return AccountInfo(cash=cash, buying_power=max(cash, Decimal(0)), total_value=value)
 
@@ -368,5 +394,7 @@ class PaperAdapter:
     def health(self) -> HealthReport:
         venue = self._venue()
         if venue.reject_new_orders_reason:
-            return HealthReport(status=Health.DEGRADED, latency_ms=Decimal(0), detail=venue.reject_new_orders_reason)
+            return HealthReport(
+                status=Health.DEGRADED, latency_ms=Decimal(0), detail=venue.reject_new_orders_reason
+            )
         return HealthReport(status=Health.CONNECTED, latency_ms=Decimal(0))

@@ -122,3 +122,40 @@ def mark(state: PositionState, price: Decimal) -> Valuation:
 def net_realized(state: PositionState) -> Decimal:
     """Realized P&L net of every fee paid."""
     return state.realized_pnl - state.total_fees
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLeg:
+    broker_id: int
+    quantity: Decimal
+    average_cost: Decimal
+    market_value: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatePosition:
+    """One symbol netted across brokers, e.g. AAPL +300 = A +200, B +150, C -50."""
+
+    symbol: str
+    quantity: Decimal
+    average_cost: Decimal  # net cost basis / net quantity; 0 when flat
+    market_value: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    legs: tuple[BrokerLeg, ...]
+
+
+def aggregate(symbol: str, legs: list[BrokerLeg]) -> AggregatePosition:
+    quantity = sum((leg.quantity for leg in legs), Decimal(0))
+    cost = sum((leg.quantity * leg.average_cost for leg in legs), Decimal(0))
+    return AggregatePosition(
+        symbol=symbol,
+        quantity=quantity,
+        average_cost=cost / quantity if quantity else Decimal(0),
+        market_value=sum((leg.market_value for leg in legs), Decimal(0)),
+        unrealized_pnl=sum((leg.unrealized_pnl for leg in legs), Decimal(0)),
+        realized_pnl=sum((leg.realized_pnl for leg in legs), Decimal(0)),
+        legs=tuple(legs),
+    )

@@ -73,7 +73,11 @@ TRANSITIONS: Final[dict[tuple[S, E], str]] = {
     (S.PENDING_CANCEL, E.REPLACE): _SAME,
     (S.PENDING_CANCEL, E.REPLACE_REJECT): _SAME,
     # "too late to cancel/replace" and late acknowledgements arrive after the order closed
-    **{(s, e): _SAME for s in (S.FILLED, S.CANCELLED, S.EXPIRED) for e in (E.CANCEL_REJECT, E.REPLACE_REJECT, E.ACCEPT)},
+    **{
+        (s, e): _SAME
+        for s in (S.FILLED, S.CANCELLED, S.EXPIRED)
+        for e in (E.CANCEL_REJECT, E.REPLACE_REJECT, E.ACCEPT)
+    },
     **{(s, E.REQUEST_REPLACE): S.PENDING_REPLACE for s in (S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED)},
     (S.PENDING_REPLACE, E.REPLACE): WORKING,
     (S.PENDING_REPLACE, E.REPLACE_REJECT): WORKING,

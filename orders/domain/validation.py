@@ -113,7 +113,5 @@ def validate_order_request(req: OrderRequest) -> FieldErrors:
     ):
         errors.setdefault("time_in_force", []).append("Stop orders rest until triggered: use DAY or GTC.")
     if req.client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(req.client_order_id):
-        errors["client_order_id"] = [
-            "1 to 64 characters: letters, digits and . _ : - only."
-        ]
+        errors["client_order_id"] = ["1 to 64 characters: letters, digits and . _ : - only."]
     return errors

@@ -115,8 +115,11 @@ EXPECTED: dict[tuple[OrderStatus, OrderEventType], object] = {
     (S.CANCELLED, E.FILL): Fill(partial=S.CANCELLED),
     (S.EXPIRED, E.FILL): Fill(partial=S.EXPIRED),
     # late answers after the close change nothing
-    **{(st, ev): st for st in (S.FILLED, S.CANCELLED, S.EXPIRED)
-       for ev in (E.CANCEL_REJECT, E.REPLACE_REJECT, E.ACCEPT)},
+    **{
+        (st, ev): st
+        for st in (S.FILLED, S.CANCELLED, S.EXPIRED)
+        for ev in (E.CANCEL_REJECT, E.REPLACE_REJECT, E.ACCEPT)
+    },
     # REJECTED takes nothing
 }
 
@@ -475,9 +478,7 @@ OVERLAPPING = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("event"), [E.REQUEST_CANCEL, E.REPLACE, E.REPLACE_REJECT], ids=lambda e: e.value
-)
+@pytest.mark.parametrize(("event"), [E.REQUEST_CANCEL, E.REPLACE, E.REPLACE_REJECT], ids=lambda e: e.value)
 def test_cancel_in_flight_absorbs_repeats_and_late_replace_answers(event):
     # given an order waiting on a cancel
     # when the cancel is requested again, or the answer to an earlier replace arrives

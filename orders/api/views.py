@@ -1,0 +1,216 @@
+"""REST endpoints for orders, fills and positions: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokers.domain.adapter import OrderChange
+from orders import selectors, services
+from orders.api import serializers as s
+from orders.api.filters import FillFilter, OrderFilter, PositionFilter
+from orders.domain.enums import OrderType, Side, TimeInForce
+from orders.domain.validation import OrderRequest
+
+ERROR = inline_serializer(
+    "Error",
+    {
+        "code": serializers.CharField(),
+        "message": serializers.CharField(),
+        "fields": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()), required=False
+        ),
+        "extra": serializers.DictField(required=False),
+    },
+)
+E400 = OpenApiResponse(ERROR, description="Invalid input: `fields` maps each field to its messages.")
+E403 = OpenApiResponse(ERROR, description="Not allowed (missing token scope).")
+E404 = OpenApiResponse(ERROR, description="No such order of yours.")
+E409 = OpenApiResponse(ERROR, description="Conflicts with the order's state or an earlier client_order_id.")
+
+
+class OrderListCreateApi(generics.ListAPIView):
+    serializer_class = s.OrderOutputSerializer
+    filterset_class = OrderFilter
+    throttle_scope = "order_entry"
+
+    def get_queryset(self):
+        return selectors.order_list(user=self.request.user)
+
+    def get_throttles(self):
+        if self.request.method == "POST":
+            from rest_framework.throttling import ScopedRateThrottle
+
+            return [ScopedRateThrottle()]
+        return []
+
+    @extend_schema(operation_id="orders_list", responses={200: s.OrderOutputSerializer(many=True)})
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="orders_create",
+        request=s.OrderCreateInputSerializer,
+        responses={
+            201: s.OrderOutputSerializer,
+            200: OpenApiResponse(
+                s.OrderOutputSerializer, description="client_order_id already used: that order"
+            ),
+            400: E400,
+            403: E403,
+            404: E404,
+            409: E409,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.OrderCreateInputSerializer, request.data)
+        placed = services.order_place(
+            user=request.user,
+            request=OrderRequest(
+                symbol=data["symbol"],
+                side=Side(data["side"]),
+                order_type=OrderType(data["order_type"]),
+                quantity=data["quantity"],
+                time_in_force=TimeInForce(data["time_in_force"]),
+                price=data.get("price"),
+                stop_price=data.get("stop_price"),
+                trail_amount=data.get("trail_amount"),
+                trail_percent=data.get("trail_percent"),
+                client_order_id=data.get("client_order_id"),
+            ),
+            broker_id=data.get("broker_id"),
+            actor=services.Actor.for_user(request.user, _actor_label(request)),
+        )
+        return Response(
+            s.OrderOutputSerializer(placed.order).data,
+            status=status.HTTP_201_CREATED if placed.created else status.HTTP_200_OK,
+        )
+
+
+class OrderDetailApi(APIView):
+    throttle_scope = "order_entry"
+
+    def get_throttles(self):
+        if self.request.method == "PATCH":
+            from rest_framework.throttling import ScopedRateThrottle
+
+            return [ScopedRateThrottle()]
+        return []
+
+    @extend_schema(operation_id="orders_retrieve", responses={200: s.OrderOutputSerializer, 404: E404})
+    def get(self, request: Request, order_id: int) -> Response:
+        order = selectors.order_get(user=request.user, order_id=order_id)
+        return Response(s.OrderOutputSerializer(order).data)
+
+    @extend_schema(
+        operation_id="orders_modify",
+        description="Cancel-replace the quantity, prices, trail or time in force of a working order.",
+        request=s.OrderModifyInputSerializer,
+        responses={200: s.OrderOutputSerializer, 400: E400, 403: E403, 404: E404, 409: E409},
+    )
+    def patch(self, request: Request, order_id: int) -> Response:
+        data = _valid(s.OrderModifyInputSerializer, request.data)
+        if "time_in_force" in data:
+            data["time_in_force"] = TimeInForce(data["time_in_force"])
+        order = services.order_replace(
+            user=request.user,
+            order_id=order_id,
+            change=OrderChange(**data),
+            actor=services.Actor.for_user(request.user, _actor_label(request)),
+        )
+        return Response(s.OrderOutputSerializer(order).data)
+
+
+class OrderCancelApi(APIView):
+    throttle_scope = "order_entry"
+
+    @extend_schema(
+        operation_id="orders_cancel",
+        request=None,
+        responses={200: s.OrderOutputSerializer, 403: E403, 404: E404, 409: E409},
+    )
+    def post(self, request: Request, order_id: int) -> Response:
+        order = services.order_cancel(
+            user=request.user,
+            order_id=order_id,
+            actor=services.Actor.for_user(request.user, _actor_label(request)),
+        )
+        return Response(s.OrderOutputSerializer(order).data)
+
+
+class OrderEventListApi(APIView):
+    @extend_schema(
+        operation_id="orders_events",
+        description="The order's audit trail: every action and state change, oldest first.",
+        responses={200: s.OrderEventOutputSerializer(many=True), 404: E404},
+    )
+    def get(self, request: Request, order_id: int) -> Response:
+        events = selectors.order_event_list(user=request.user, order_id=order_id)
+        return Response(s.OrderEventOutputSerializer(events, many=True).data)
+
+
+class FillListApi(generics.ListAPIView):
+    serializer_class = s.FillOutputSerializer
+    filterset_class = FillFilter
+
+    def get_queryset(self):
+        return selectors.fill_list(user=self.request.user)
+
+    @extend_schema(operation_id="fills_list")
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+INCLUDE_FLAT = OpenApiParameter(
+    "include_flat", OpenApiTypes.BOOL, description="Also list closed (zero) positions."
+)
+
+
+class PositionListApi(generics.ListAPIView):
+    serializer_class = s.PositionOutputSerializer
+    filterset_class = PositionFilter
+
+    def get_queryset(self):
+        return selectors.position_list(
+            user=self.request.user, include_flat=_flag(self.request, "include_flat")
+        )
+
+    @extend_schema(
+        operation_id="positions_list", parameters=[INCLUDE_FLAT], description="Positions per broker account."
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class PositionAggregateApi(APIView):
+    @extend_schema(
+        operation_id="positions_aggregate",
+        parameters=[INCLUDE_FLAT],
+        description="Positions netted per symbol across all your broker accounts, with the per-broker legs.",
+        responses={200: s.AggregatePositionOutputSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        rows = selectors.position_aggregate(user=request.user, include_flat=_flag(request, "include_flat"))
+        return Response(s.AggregatePositionOutputSerializer(rows, many=True).data)
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def _actor_label(request: Request) -> str:
+    token = request.auth
+    application = getattr(token, "application", None)
+    if application is not None:
+        return f"{request.user.get_username()} via {application.name}"
+    return request.user.get_username()
