@@ -12,6 +12,7 @@ Concurrency rules (see docs/adr/0002-order-pipeline.md):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import uuid
@@ -45,7 +46,7 @@ from orders.models import ActorType, Fill, Order, OrderEvent, Position
 from risk.services import risk_check_order
 from routing.services import route_choose
 from trademaster.errors import Conflict, NotFound, ValidationFailed
-from trademaster.outbox import outbox_record
+from trademaster.outbox import jsonable, outbox_record
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def _record(
         actor_type=actor.type,
         actor_id=actor.user_id,
         actor_label=actor.label,
-        data=_jsonable(data or {}),
+        data=jsonable(data or {}),
     )
     outbox_record(
         type=outbox_type,
@@ -138,12 +139,6 @@ def _record(
         account_id=order.broker_id,
         payload={"order": order_payload(order), "event": event_type},
     )
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    from trademaster.outbox import jsonable
-
-    return jsonable(data)
 
 
 def _lock(order_id: int) -> Order:
@@ -565,7 +560,7 @@ def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate)
         to_status=order.status,
         actor_type=BROKER.type,
         actor_label=BROKER.label,
-        data=_jsonable(fill_data),
+        data=jsonable(fill_data),
     )
     outbox_record(
         type="ORDER_FILLED",
@@ -740,14 +735,8 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
             )
         if errors:
             raise ValidationFailed(errors)
-        _transition(
-            order,
-            OrderEventType.REQUEST_REPLACE,
-            actor=actor,
-            data={"requested": {k: v for k, v in change.__getstate__().items() if v is not None}}
-            if hasattr(change, "__getstate__")
-            else {},
-        )
+        requested = {k: v for k, v in dataclasses.asdict(change).items() if v is not None}
+        _transition(order, OrderEventType.REQUEST_REPLACE, actor=actor, data={"requested": requested})
     account = order.broker
     try:
         updates = adapter_for(account).replace(OrderRef(order.client_order_id, order.broker_order_id), change)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install, lint, and run the whole suite twice: on SQLite, then on PostgreSQL.
+# PostgreSQL must be reachable (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/trademaster):
+# if it is not, this fails; it never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+PY=.venv/bin/python
+PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/trademaster}
+
+if ! $PY - "$PG_URL" <<'PYCHECK'
+import sys, psycopg
+try:
+    url = sys.argv[1].rsplit("/", 1)[0] + "/postgres"
+    psycopg.connect(url, connect_timeout=5).close()
+except Exception as exc:
+    print(f"FATAL: PostgreSQL is not reachable at {sys.argv[1]}: {exc}", file=sys.stderr)
+    sys.exit(1)
+PYCHECK
+then
+  exit 1
+fi
+
+echo "== lint and checks"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+TRADEMASTER_VAR_DIR=$(mktemp -d) $PY manage.py check --fail-level WARNING
+TRADEMASTER_VAR_DIR=$(mktemp -d) $PY manage.py makemigrations --check --dry-run
+
+echo "== tests on SQLite"
+env -u DATABASE_URL $PY -m pytest "$@"
+
+echo "== tests on PostgreSQL ($PG_URL)"
+DATABASE_URL="$PG_URL" $PY -m pytest "$@"
