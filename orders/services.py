@@ -427,6 +427,17 @@ def order_apply_updates(
                         update.kind,
                         update.client_order_id,
                     )
+                    outbox_record(
+                        type="BROKER_ANOMALY",
+                        user_id=account.user_id,
+                        account_id=account.pk,
+                        payload={
+                            "problem": "update for an order this service does not know",
+                            "update": update.kind.value,
+                            "client_order_id": update.client_order_id,
+                            "broker_order_id": update.broker_order_id,
+                        },
+                    )
                     continue
                 orders[update.client_order_id] = order
             filled |= _apply_one(order, account, update)
@@ -527,10 +538,12 @@ def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate)
         liquidity=report.liquidity,
         executed_at=update.occurred_at,
     )
-    previous_notional = (order.average_fill_price or Decimal(0)) * order.filled_quantity
-    order.average_fill_price = ((previous_notional + report.quantity * report.price) / new_filled).quantize(
-        Q8
+    # the exact VWAP of every fill (this one included), rounded once: re-using the stored, already
+    # rounded average would let rounding errors pile up fill after fill
+    notional = sum(
+        (f.quantity * f.price for f in Fill.objects.filter(order=order).only("quantity", "price")), Decimal(0)
     )
+    order.average_fill_price = (notional / new_filled).quantize(Q8)
     order.filled_quantity = new_filled
     order.commission = (order.commission + report.fee).quantize(Q4)
     order.status = status.value
@@ -731,7 +744,7 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
         errors = validate_order_request(merged)
         if merged.quantity <= order.filled_quantity:
             errors.setdefault("quantity", []).append(
-                f"Must exceed the quantity already filled ({order.filled_quantity.normalize()})."
+                f"Must exceed the quantity already filled ({order.filled_quantity.normalize():f})."
             )
         if errors:
             raise ValidationFailed(errors)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oauth2_provider.models import AccessToken
-from rest_framework import permissions
+from rest_framework import exceptions, permissions
 
 
 class HasScope(permissions.BasePermission):
@@ -15,6 +15,9 @@ class HasScope(permissions.BasePermission):
         token = request.auth
         if not isinstance(token, AccessToken):
             return True
+        if not request.user.is_active:
+            # django-oauth-toolkit accepts the tokens of a deactivated user: refuse them here
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
         needed = "read" if request.method in permissions.SAFE_METHODS else "trade"
         needed = getattr(view, "required_scope", None) or needed
         if not token.allow_scopes([needed]):

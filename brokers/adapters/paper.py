@@ -48,6 +48,8 @@ from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from orders.domain.positions import PositionState, apply_fill
 
 ALL_TYPES = {t: Support.NATIVE for t in OrderType}
+Q8 = Decimal("0.00000001")
+MARKET_BUY_COLLAR = Decimal("1.03")
 
 
 def instrument_spec(inst: Instrument) -> InstrumentSpec:
@@ -164,6 +166,7 @@ class PaperAdapter:
             holding.quantity = state.quantity
             holding.average_cost = state.average_cost.quantize(Decimal("0.00000001"))
             holding.save(update_fields=["quantity", "average_cost"])
+            balance.cash = balance.cash.quantize(Q8)
             balance.save(update_fields=["cash"])
         new = result.order
         po.filled_quantity = new.filled_quantity
@@ -182,8 +185,12 @@ class PaperAdapter:
     def _check_funds(self, req: BrokerOrderRequest, book: Book, venue: PaperVenue) -> None:
         balance = PaperBalance.objects.get(account_id=self.account_id)
         if req.side is Side.BUY:
-            reference = req.price if req.price is not None else (req.stop_price or book.best_ask)
-            reference = max(reference, book.best_ask) if req.order_type is OrderType.MARKET else reference
+            if req.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+                reference = req.price
+            else:
+                # an order that ends as a market order may walk the book or fill later: like real
+                # brokers, value it with a collar above the current ask (or its stop)
+                reference = max(book.best_ask, req.stop_price or book.best_ask) * MARKET_BUY_COLLAR
             needed = req.quantity * reference + commission(venue_spec(venue), req.quantity, reference)
             if needed > balance.cash:
                 raise BrokerRejected(
@@ -216,13 +223,13 @@ class PaperAdapter:
             inst = self._instrument(request.symbol)
             if request.quantity % inst.lot_size != 0:
                 raise BrokerRejected(
-                    f"quantity must be a multiple of the lot size {inst.lot_size.normalize()}"
+                    f"quantity must be a multiple of the lot size {inst.lot_size.normalize():f}"
                 )
             for name in ("price", "stop_price"):
                 value = getattr(request, name)
                 if value is not None and value % inst.tick_size != 0:
                     raise BrokerRejected(
-                        f"{name} must be a multiple of the tick size {inst.tick_size.normalize()}"
+                        f"{name} must be a multiple of the tick size {inst.tick_size.normalize():f}"
                     )
             if PaperOrder.objects.filter(
                 account_id=self.account_id, client_order_id=request.client_order_id
@@ -376,7 +383,7 @@ class PaperAdapter:
             Instrument.objects.filter(symbol__in=[h.symbol for h in holdings]).values_list("symbol", "mid")
         )
         value = cash + sum((h.quantity * mids.get(h.symbol, h.average_cost) for h in holdings), Decimal(0))
-        return AccountInfo(cash=cash, buying_power=max(cash, Decimal(0)), total_value=value)
+        return AccountInfo(cash=cash, buying_power=max(cash, Decimal(0)), total_value=value.quantize(Q8))
 
     def quote(self, symbol: str) -> Quote:
         inst = self._instrument(symbol)

@@ -57,13 +57,13 @@ class OrderModifyInputSerializer(serializers.Serializer):
     time_in_force = serializers.ChoiceField(choices=TimeInForceChoices.choices, required=False)
 
     def validate(self, attrs):
-        if not attrs:
-            raise serializers.ValidationError("Give at least one field to change.")
         unknown = set(self.initial_data) - set(self.fields)
         if unknown:
             raise serializers.ValidationError(
                 {k: ["This field cannot be modified."] for k in sorted(unknown)}
             )
+        if not attrs:
+            raise serializers.ValidationError("Give at least one field to change.")
         return attrs
 
 

@@ -17,6 +17,7 @@ MAX_DECIMALS = 8
 MAX_QUANTITY = Decimal("9999999999.99999999")
 MAX_PRICE = Decimal("9999999999.99999999")
 MAX_TRAIL_PERCENT = Decimal("50")
+PERCENT_DECIMALS = 4  # DECIMAL(10,4)
 
 EQUITY_SYMBOL = re.compile(r"^[A-Z]{1,5}([.][A-Z]{1,2})?$")
 CRYPTO_SYMBOL = re.compile(r"^[A-Z0-9]{2,10}/[A-Z]{3,5}$")
@@ -53,7 +54,9 @@ def decimals_of(value: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-def _check_amount(errors: FieldErrors, field: str, value: Decimal, maximum: Decimal) -> None:
+def _check_amount(
+    errors: FieldErrors, field: str, value: Decimal, maximum: Decimal, places: int = MAX_DECIMALS
+) -> None:
     if not value.is_finite():
         errors.setdefault(field, []).append("Must be a finite number.")
         return
@@ -61,8 +64,8 @@ def _check_amount(errors: FieldErrors, field: str, value: Decimal, maximum: Deci
         errors.setdefault(field, []).append("Must be greater than zero.")
     if value > maximum:
         errors.setdefault(field, []).append(f"Must be at most {maximum}.")
-    if decimals_of(value) > MAX_DECIMALS:
-        errors.setdefault(field, []).append(f"At most {MAX_DECIMALS} decimal places are allowed.")
+    if decimals_of(value) > places:
+        errors.setdefault(field, []).append(f"At most {places} decimal places are allowed.")
 
 
 _REQUIRES: dict[OrderType, tuple[str, ...]] = {
@@ -103,7 +106,10 @@ def validate_order_request(req: OrderRequest) -> FieldErrors:
         if field not in allowed:
             errors.setdefault(field, []).append(f"Not allowed for {req.order_type} orders.")
             continue
-        _check_amount(errors, field, value, MAX_TRAIL_PERCENT if field == "trail_percent" else MAX_PRICE)
+        if field == "trail_percent":
+            _check_amount(errors, field, value, MAX_TRAIL_PERCENT, places=PERCENT_DECIMALS)
+        else:
+            _check_amount(errors, field, value, MAX_PRICE)
 
     if req.order_type is OrderType.TRAILING_STOP and req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
         errors.setdefault("time_in_force", []).append("Trailing stops rest on the book: use DAY or GTC.")

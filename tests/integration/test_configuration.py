@@ -14,7 +14,8 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
     "import django, json; django.setup(); from django.conf import settings as s; "
-    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'layer': s.CHANNEL_LAYERS['default']['BACKEND'],"
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'],"
+    " 'layer': s.CHANNEL_LAYERS['default']['BACKEND'],"
     " 'secret': s.SECRET_KEY, 'keys': s.ENCRYPTION_KEYS}))"
 )
 
@@ -128,8 +129,8 @@ def test_order_defaults_come_from_the_database(trader, accounts):
     # given a row inserted without status or time in force (as another system would)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO orders (user_id, broker_id, client_order_id, symbol, asset_class, order_type, side, quantity,"
-            " filled_quantity, commission, triggered, status_reason, created_at, updated_at)"
+            "INSERT INTO orders (user_id, broker_id, client_order_id, symbol, asset_class, order_type, side,"
+            " quantity, filled_quantity, commission, triggered, status_reason, created_at, updated_at)"
             " VALUES (%s, %s, 'raw-1', 'AAPL', 'EQUITY', 'MARKET', 'BUY', 1, 0, 0, %s, '', %s, %s)",
             [trader.pk, accounts["PAPER-EQ-A"].pk, False, "2026-01-02T00:00:00Z", "2026-01-02T00:00:00Z"],
         )

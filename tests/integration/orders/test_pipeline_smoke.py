@@ -32,7 +32,12 @@ def test_market_buy_fills_at_the_ask_and_opens_a_position(trader, accounts, set_
     assert (position.quantity, position.average_cost) == (Decimal("10"), Decimal("100.01"))
     assert Fill.objects.filter(order=order).count() == 1
     events = list(OrderEvent.objects.filter(order=order).values_list("event_type", "to_status"))
-    assert events == [("CREATED", "PENDING"), ("SUBMIT", "SUBMITTED"), ("ACCEPT", "ACCEPTED"), ("FILL", "FILLED")]
+    assert events == [
+        ("CREATED", "PENDING"),
+        ("SUBMIT", "SUBMITTED"),
+        ("ACCEPT", "ACCEPTED"),
+        ("FILL", "FILLED"),
+    ]
     assert OutboxEvent.objects.filter(type="ORDER_FILLED", user_id=trader.pk).count() == 1
 
 

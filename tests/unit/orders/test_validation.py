@@ -287,6 +287,9 @@ def test_invalid_price_field(order_type, field, value, expected):
     overrides: dict[str, object] = {field: value}
     if field == "trail_amount":
         overrides["trail_percent"] = None
+    if field == "trail_percent" and expected == ["At most 8 decimal places are allowed."]:
+        # percentages are stored as DECIMAL(10,4): four places
+        expected = ["At most 4 decimal places are allowed."]
     req = _request(order_type, **overrides)
     # when it is validated
     errors = validate_order_request(req)
@@ -312,7 +315,7 @@ def test_price_too_large(order_type, field):
     assert errors == {field: ["Must be at most 9999999999.99999999."]}
 
 
-@pytest.mark.parametrize("percent", [D("50.00000001"), D("51"), D("100")])
+@pytest.mark.parametrize("percent", [D("50.0001"), D("51"), D("100")])
 def test_trail_percent_above_50_is_refused(percent):
     # given a trailing stop with a trail percent above 50
     req = _request(T.TRAILING_STOP, trail_percent=percent)
@@ -533,3 +536,13 @@ def test_validation_does_not_mutate_request():
     assert req == before
     assert first == second == {}
     assert first is not second
+
+
+@pytest.mark.parametrize(("percent", "ok"), [(D("1.2345"), True), (D("1.23456"), False)])
+def test_trail_percent_allows_four_decimal_places(percent, ok):
+    # given a trailing stop by percent with four or five decimal places
+    req = _request(T.TRAILING_STOP, trail_percent=percent)
+    # when it is validated
+    errors = validate_order_request(req)
+    # then four places pass and a fifth is refused (the column holds four; nothing is rounded silently)
+    assert errors == ({} if ok else {"trail_percent": ["At most 4 decimal places are allowed."]})
