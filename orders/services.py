@@ -247,6 +247,7 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
         broker_id=broker_id,
     )
     try:
+        # one transaction: the order, its risk verdict (under the risk lock) and its submission
         with transaction.atomic():
             order = Order.objects.create(
                 user=user,
@@ -271,26 +272,25 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
                 outbox_type="ORDER_CREATED",
                 data={"routed_to": str(account)},
             )
+            assessment = risk_check_order(order=order)
+            if not assessment.approved:
+                _transition(
+                    order,
+                    OrderEventType.REJECT,
+                    actor=SYSTEM,
+                    reason="; ".join(assessment.reasons),
+                    data={"risk": [f.rule for f in assessment.failures]},
+                )
+                return Placed(order, True)
+            order.submitted_at = timezone.now()
+            _transition(order, OrderEventType.SUBMIT, actor=actor, fields=("submitted_at",))
     except IntegrityError:
         # a concurrent request with the same client_order_id won the race
         existing = _existing(user, request, broker_id)
         if existing is None:
             raise
         return Placed(existing, False)
-
-    assessment = risk_check_order(order=order)
-    if not assessment.approved:
-        with transaction.atomic():
-            order = _lock(order.pk)
-            _transition(
-                order,
-                OrderEventType.REJECT,
-                actor=SYSTEM,
-                reason="; ".join(assessment.reasons),
-                data={"risk": [f.rule for f in assessment.failures]},
-            )
-        return Placed(order, True)
-    return Placed(_submit(order, account, actor), True)
+    return Placed(_send(order, account), True)
 
 
 def _broker_request(order: Order) -> BrokerOrderRequest:
@@ -309,11 +309,8 @@ def _broker_request(order: Order) -> BrokerOrderRequest:
     )
 
 
-def _submit(order: Order, account: BrokerAccount, actor: Actor) -> Order:
-    with transaction.atomic():
-        order = _lock(order.pk)
-        order.submitted_at = timezone.now()
-        _transition(order, OrderEventType.SUBMIT, actor=actor, fields=("submitted_at",))
+def _send(order: Order, account: BrokerAccount) -> Order:
+    """Send a SUBMITTED order to its broker (no transaction open) and apply what it answers."""
     adapter = adapter_for(account)
     try:
         updates = adapter.place(_broker_request(order))

@@ -28,7 +28,7 @@ TRADEMASTER_VAR_DIR=$(mktemp -d) $PY manage.py check --fail-level WARNING
 TRADEMASTER_VAR_DIR=$(mktemp -d) $PY manage.py makemigrations --check --dry-run
 
 echo "== tests on SQLite"
-env -u DATABASE_URL $PY -m pytest "$@"
+env -u DATABASE_URL $PY -m pytest -n 2 "$@"
 
 echo "== tests on PostgreSQL ($PG_URL)"
-DATABASE_URL="$PG_URL" $PY -m pytest "$@"
+DATABASE_URL="$PG_URL" $PY -m pytest -n 2 "$@"
