@@ -249,6 +249,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# serve from the app directories too when collectstatic has not run (tests, first start)
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
