@@ -37,7 +37,6 @@ from brokers.domain.adapter import (
     UpdateKind,
 )
 from brokers.models import BrokerAccount
-from brokers.services import adapter_for, broker_account_sync
 from orders.domain.enums import TERMINAL_STATUSES, AssetClass, OrderStatus, OrderType, Side, TimeInForce
 from orders.domain.positions import PositionState, apply_fill, mark
 from orders.domain.state import IllegalTransition, OrderEventType, Progress, apply
@@ -311,7 +310,7 @@ def _broker_request(order: Order) -> BrokerOrderRequest:
 
 def _send(order: Order, account: BrokerAccount) -> Order:
     """Send a SUBMITTED order to its broker (no transaction open) and apply what it answers."""
-    adapter = adapter_for(account)
+    adapter = brokers_services.adapter_for(account)
     try:
         updates = adapter.place(_broker_request(order))
     except BrokerRejected as exc:
@@ -344,7 +343,7 @@ def _resolve_unknown_submission(order: Order, account: BrokerAccount, exc: Excep
     """The submission may or may not have arrived: ask the broker before anything else."""
     logger.warning("submission of order %s has an unknown outcome: %s", order.pk, exc)
     try:
-        state = adapter_for(account).get_order(order.client_order_id)
+        state = brokers_services.adapter_for(account).get_order(order.client_order_id)
     except (BrokerError, OSError) as lookup_exc:
         with transaction.atomic():
             order = _lock(order.pk)
@@ -440,7 +439,7 @@ def order_apply_updates(
             filled |= _apply_one(order, account, update)
             last = order
     if filled and sync_account:
-        broker_account_sync(account=account)
+        brokers_services.broker_account_sync(account=account)
     return last
 
 
@@ -693,7 +692,9 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
         _transition(order, OrderEventType.REQUEST_CANCEL, actor=actor)
     account = order.broker
     try:
-        updates = adapter_for(account).cancel(OrderRef(order.client_order_id, order.broker_order_id))
+        updates = brokers_services.adapter_for(account).cancel(
+            OrderRef(order.client_order_id, order.broker_order_id)
+        )
     except BrokerError as exc:
         updates = [
             BrokerOrderUpdate(
@@ -749,7 +750,9 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
         _transition(order, OrderEventType.REQUEST_REPLACE, actor=actor, data={"requested": requested})
     account = order.broker
     try:
-        updates = adapter_for(account).replace(OrderRef(order.client_order_id, order.broker_order_id), change)
+        updates = brokers_services.adapter_for(account).replace(
+            OrderRef(order.client_order_id, order.broker_order_id), change
+        )
     except BrokerError as exc:
         updates = [
             BrokerOrderUpdate(
