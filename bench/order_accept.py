@@ -469,10 +469,15 @@ import json, sys
 import django
 django.setup()
 from django.contrib.auth import get_user_model
+from risk.models import RiskProfile
 from trademaster.management.commands.issue_token import token_issue
 tokens = []
 for i in range(int(sys.argv[1])):
     user = get_user_model().objects.create_user(f"bench{i}", password=None)
+    # every rule still runs; the bench user is an algorithm with room for thousands of resting orders
+    RiskProfile.objects.update_or_create(
+        user=user, defaults={"max_open_orders": None, "max_orders_per_minute": None}
+    )
     tokens.append(token_issue(user=user, scopes=["read", "trade"]))
 print(json.dumps(tokens))
 """

@@ -25,6 +25,13 @@ class ConnectionStatus(models.TextChoices):
     DOWN = "DOWN"
 
 
+class DayTradingPolicyChoices(models.TextChoices):
+    LEGACY_PDT = "legacy_pdt", "Legacy pattern-day-trader rule (4 in 5 business days under $25,000)"
+    INTRADAY_MARGIN = "intraday_margin", "Intraday margin standard (SR-FINRA-2025-017)"
+    BROKER_ENFORCED = "broker_enforced", "Mirror the broker's own flags"
+    OFF = "off", "Off (cash and crypto accounts)"
+
+
 class AssetClassChoices(models.TextChoices):
     EQUITY = AssetClass.EQUITY.value
     CRYPTO = AssetClass.CRYPTO.value
@@ -70,6 +77,10 @@ class BrokerAccount(models.Model):
     api_secret_encrypted = EncryptedTextField(null=True, blank=True)
     sandbox_mode = models.BooleanField(default=True)
     is_active = models.BooleanField(default=True)
+    margin_account = models.BooleanField(default=True)
+    day_trading_policy = models.CharField(
+        max_length=16, choices=DayTradingPolicyChoices.choices, default=DayTradingPolicyChoices.LEGACY_PDT
+    )
     buying_power = models.DecimalField(**MONEY, default=Decimal(0))
     cash = models.DecimalField(**MONEY, default=Decimal(0))
     total_value = models.DecimalField(**MONEY, default=Decimal(0))

@@ -74,6 +74,9 @@ def broker_accounts_provision_paper(*, user) -> list[BrokerAccount]:
                 defaults={
                     "label": label,
                     "paper_venue": venue,
+                    # crypto is not a security: no day-trading rule; equities start on the legacy rule
+                    "margin_account": "CRYPTO" not in venue.asset_classes,
+                    "day_trading_policy": "off" if "CRYPTO" in venue.asset_classes else "legacy_pdt",
                     "sandbox_mode": True,
                     "buying_power": cash,
                     "cash": cash,

@@ -42,7 +42,10 @@ from orders.domain.positions import PositionState, apply_fill, mark
 from orders.domain.state import IllegalTransition, OrderEventType, Progress, apply
 from orders.domain.validation import OrderRequest, asset_class_of, validate_order_request
 from orders.models import ActorType, Fill, Order, OrderEvent, Position
-from risk.services import risk_check_order
+from risk.domain.assessment import RiskAssessment
+from risk.domain.context import ProposedOrder
+from risk.domain.context import Quote as RiskQuote
+from risk.services import risk_assess, risk_check_order
 from routing.services import route_choose
 from trademaster.errors import Conflict, NotFound, ValidationFailed
 from trademaster.outbox import jsonable, outbox_record
@@ -231,6 +234,7 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
     errors = validate_order_request(request)
     if errors:
         raise ValidationFailed(errors)
+    client_order_id_given = request.client_order_id is not None
     if request.client_order_id is None:
         request = replace(request, client_order_id=f"TM{uuid.uuid4().hex}")
     elif (existing := _existing(user, request, broker_id)) is not None:
@@ -245,6 +249,7 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
         time_in_force=request.time_in_force,
         broker_id=broker_id,
     )
+    quote = _risk_quote(account, request.symbol)  # market data first: no broker call inside the transaction
     try:
         # one transaction: the order, its risk verdict (under the risk lock) and its submission
         with transaction.atomic():
@@ -271,14 +276,16 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
                 outbox_type="ORDER_CREATED",
                 data={"routed_to": str(account)},
             )
-            assessment = risk_check_order(order=order)
+            assessment = risk_check_order(
+                order=order, quote=quote, client_order_id_given=client_order_id_given
+            )
             if not assessment.approved:
                 _transition(
                     order,
                     OrderEventType.REJECT,
                     actor=SYSTEM,
-                    reason="; ".join(assessment.reasons),
-                    data={"risk": [f.rule for f in assessment.failures]},
+                    reason=" ".join(assessment.reasons),
+                    data={"risk": [dataclasses.asdict(f) for f in assessment.failures]},
                 )
                 return Placed(order, True)
             order.submitted_at = timezone.now()
@@ -290,6 +297,14 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
             raise
         return Placed(existing, False)
     return Placed(_send(order, account), True)
+
+
+def _risk_quote(account: BrokerAccount, symbol: str) -> RiskQuote | None:
+    try:
+        quote = brokers_services.quote_get(account=account, symbol=symbol)
+    except BrokerError:
+        return None  # the risk check fails closed where it needs a price
+    return RiskQuote(bid=quote.bid, ask=quote.ask, last=quote.last)
 
 
 def _broker_request(order: Order) -> BrokerOrderRequest:
@@ -782,3 +797,44 @@ def market_tick(*, now: datetime.datetime | None = None, advance: bool = True) -
         applied += len(updates)
     positions_revalue(mids=mids)
     return applied
+
+
+# --- preview (dry run) --------------------------------------------------------------------------
+
+
+class Preview(NamedTuple):
+    account: BrokerAccount
+    assessment: RiskAssessment
+
+
+def order_preview(*, user, request: OrderRequest, broker_id: int | None = None) -> Preview:
+    """What placing ``request`` would do now: the route and the risk verdict. Places nothing."""
+    errors = validate_order_request(request)
+    if errors:
+        raise ValidationFailed(errors)
+    asset_class = asset_class_of(request.symbol)
+    assert asset_class is not None
+    account = route_choose(
+        user=user,
+        asset_class=asset_class,
+        order_type=request.order_type,
+        time_in_force=request.time_in_force,
+        broker_id=broker_id,
+    )
+    proposed = ProposedOrder(
+        symbol=request.symbol,
+        asset_class=asset_class,
+        side=request.side,
+        order_type=request.order_type,
+        quantity=request.quantity,
+        broker_id=account.pk,
+        price=request.price,
+        stop_price=request.stop_price,
+        client_order_id_given=request.client_order_id is not None,
+    )
+    return Preview(
+        account,
+        risk_assess(
+            user=user, account=account, proposed=proposed, quote=_risk_quote(account, request.symbol)
+        ),
+    )

@@ -1,19 +1,335 @@
 """Pre-trade risk: the single gate every order passes before it reaches a broker.
 
-This is the one place the OMS asks. The full rule set (limits, collars, PDT, trading state,
-reservation of buying power under a per-account lock) is built on this entry point.
+Concurrency: ``risk_check_order`` runs inside the transaction that places the order and takes
+two row locks, always in this order: the user's RiskProfile (per-user limits: positions,
+exposure, open orders, order rate) and the order's BrokerAccount (its buying power). Whatever
+it reads about other orders is committed state, so two concurrent orders are decided one after
+the other and can never together exceed a limit. The buying power an approved order needs is
+held as a Reservation row until the order closes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+from decimal import Decimal
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-from risk.domain.assessment import RiskAssessment
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from brokers.models import BrokerAccount
+from orders.domain.enums import OPEN_STATUSES, AssetClass, OrderType, Side
+from risk.domain.assessment import RiskAssessment, RuleFailure
+from risk.domain.context import (
+    OpenOrder,
+    PositionLeg,
+    ProposedOrder,
+    Quote,
+    RecentOrder,
+    RiskContext,
+    RiskLimits,
+    TradingState,
+)
+from risk.domain.daytrading import (
+    DayTradingAccount,
+    DayTradingPolicy,
+    PendingOrder,
+    Trade,
+    check_order,
+    day_trade_window,
+)
+from risk.domain.exchange_calendar import EXCHANGE_TIMEZONE
+from risk.domain.rules import assess
+from risk.models import Reservation, RiskProfile
 
 if TYPE_CHECKING:
     from orders.models import Order
 
+RECENT = dt.timedelta(seconds=60)
+_OPEN = [s.value for s in OPEN_STATUSES]
 
-def risk_check_order(*, order: Order) -> RiskAssessment:
-    """Assess ``order`` (persisted, PENDING, routed). Approved unless a rule fails."""
-    return RiskAssessment()
+
+def risk_profile_get(*, user) -> RiskProfile:
+    profile, _ = RiskProfile.objects.get_or_create(user=user)
+    return profile
+
+
+def _limits(profile: RiskProfile) -> RiskLimits:
+    per_class = {}
+    if profile.max_equity_exposure is not None:
+        per_class[AssetClass.EQUITY] = profile.max_equity_exposure
+    if profile.max_crypto_exposure is not None:
+        per_class[AssetClass.CRYPTO] = profile.max_crypto_exposure
+    return RiskLimits(
+        max_position_quantity=profile.max_position_quantity,
+        max_position_notional=profile.max_position_notional,
+        max_gross_exposure=profile.max_gross_exposure,
+        max_net_exposure=profile.max_net_exposure,
+        max_asset_class_exposure=per_class,
+        max_broker_exposure=profile.max_broker_exposure,
+        max_order_notional=profile.max_order_notional,
+        max_order_quantity=profile.max_order_quantity,
+        max_open_orders=profile.max_open_orders,
+        max_orders_per_minute=profile.max_orders_per_minute,
+        daily_loss_limit=profile.daily_loss_limit,
+        max_drawdown=profile.max_drawdown,
+        price_collar_percent=profile.price_collar_percent,
+        restricted_symbols=frozenset(profile.restricted_symbols or ()),
+        allow_short_selling=profile.allow_short_selling,
+        duplicate_window_seconds=profile.duplicate_window_seconds,
+        trading_state=TradingState(profile.trading_state),
+    )
+
+
+def _reserved(account: BrokerAccount, exclude_order_id: int | None) -> Decimal:
+    """Buying power held by the account's open orders, pro rata to what is still unfilled."""
+    total = Decimal(0)
+    rows = (
+        Reservation.objects.filter(account=account, order__status__in=_OPEN)
+        .exclude(order_id=exclude_order_id)
+        .values_list("amount", "order__quantity", "order__filled_quantity")
+    )
+    for amount, quantity, filled in rows:
+        total += amount * (quantity - filled) / quantity
+    return total
+
+
+def _equity_marks(profile: RiskProfile, user, now: dt.datetime, *, save: bool) -> tuple[Decimal, Decimal]:
+    """Today's P&L and drawdown from the user's total equity across brokers."""
+    equity = BrokerAccount.objects.filter(user=user).aggregate(v=Sum("total_value"))["v"] or Decimal(0)
+    today = now.date()
+    start, peak = profile.day_start_equity, profile.day_peak_equity
+    if profile.day != today or start is None or peak is None:
+        start = peak = equity
+    peak = max(peak, equity)
+    if save and (
+        profile.day != today or profile.day_start_equity != start or profile.day_peak_equity != peak
+    ):
+        profile.day, profile.day_start_equity, profile.day_peak_equity = today, start, peak
+        profile.save(update_fields=["day", "day_start_equity", "day_peak_equity", "updated_at"])
+    return equity - start, peak - equity
+
+
+def _context(
+    *,
+    user,
+    account: BrokerAccount,
+    proposed: ProposedOrder,
+    quote: Quote | None,
+    profile: RiskProfile,
+    exclude_order_id: int | None,
+    now: dt.datetime,
+    save_marks: bool,
+) -> RiskContext:
+    from orders.models import Order, Position
+
+    # plain rows, not model instances: a user may hold thousands of positions and orders
+    positions = tuple(
+        PositionLeg(broker_id, symbol, AssetClass(asset_class), quantity, price or cost)
+        for broker_id, symbol, asset_class, quantity, price, cost in Position.objects.filter(user=user)
+        .exclude(quantity=0)
+        .values_list("broker_id", "symbol", "asset_class", "quantity", "market_price", "average_cost")
+    )
+    quote_price = {proposed.symbol: quote.last} if quote else {}
+    open_orders = tuple(
+        OpenOrder(
+            broker_id,
+            symbol,
+            Side(side),
+            quantity - filled,
+            price or stop or quote_price.get(symbol) or average or Decimal(0),
+        )
+        for broker_id, symbol, side, quantity, filled, price, stop, average in Order.objects.filter(
+            user=user, status__in=_OPEN
+        )
+        .exclude(pk=exclude_order_id)
+        .values_list(
+            "broker_id",
+            "symbol",
+            "side",
+            "quantity",
+            "filled_quantity",
+            "price",
+            "stop_price",
+            "average_fill_price",
+        )
+    )
+    window = max(RECENT, dt.timedelta(seconds=profile.duplicate_window_seconds))
+    recent = tuple(
+        RecentOrder(symbol, Side(side), quantity, price, created_at)
+        for symbol, side, quantity, price, created_at in Order.objects.filter(
+            user=user, created_at__gte=now - window
+        )
+        .exclude(pk=exclude_order_id)
+        .values_list("symbol", "side", "quantity", "price", "created_at")
+    )
+    daily_pnl, drawdown = _equity_marks(profile, user, now, save=save_marks)
+    return RiskContext(
+        limits=_limits(profile),
+        order=proposed,
+        quote=quote,
+        positions=positions,
+        open_orders=open_orders,
+        recent_orders=recent,
+        buying_power=account.buying_power,
+        reserved=_reserved(account, exclude_order_id),
+        daily_pnl=daily_pnl,
+        drawdown=drawdown,
+        now=now,
+    )
+
+
+def _day_trading_failure(
+    *,
+    account: BrokerAccount,
+    proposed: ProposedOrder,
+    notional: Decimal,
+    now: dt.datetime,
+    exclude_order_id: int | None,
+) -> RuleFailure | None:
+    """The account's day-trading policy (legacy PDT, intraday margin, broker flags, or off)."""
+    from orders.models import Fill, Order
+
+    policy = DayTradingPolicy(account.day_trading_policy)
+    if policy is DayTradingPolicy.OFF:
+        return None
+    zone = ZoneInfo(EXCHANGE_TIMEZONE)
+    today = now.astimezone(zone).date()
+    since = dt.datetime.combine(day_trade_window(today)[0], dt.time(0), tzinfo=zone)
+    trades = [
+        Trade(symbol, Side(side), quantity, executed_at.astimezone(zone).date())
+        for symbol, side, quantity, executed_at in Fill.objects.filter(
+            broker=account, executed_at__gte=since
+        ).values_list("symbol", "side", "quantity", "executed_at")
+    ]
+    pending = [
+        PendingOrder(symbol, Side(side), quantity - filled)
+        for symbol, side, quantity, filled in Order.objects.filter(broker=account, status__in=_OPEN)
+        .exclude(pk=exclude_order_id)
+        .values_list("symbol", "side", "quantity", "filled_quantity")
+    ]
+    verdict = check_order(
+        DayTradingAccount(
+            policy=policy,
+            is_margin_account=account.margin_account,
+            last_equity=account.total_value,
+            crypto=proposed.asset_class is AssetClass.CRYPTO,
+            # the broker's buying power is its intraday margin allowance; open orders already use some
+            intraday_buying_power=account.buying_power,
+            intraday_exposure=_reserved(account, exclude_order_id),
+        ),
+        symbol=proposed.symbol,
+        side=proposed.side,
+        quantity=proposed.quantity,
+        notional=notional,
+        today=today,
+        trades=trades,
+        pending=pending,
+    )
+    if verdict.allowed:
+        return None
+    return RuleFailure(
+        "DAY_TRADING",
+        verdict.reason,
+        limit=None if verdict.limit is None else Decimal(verdict.limit),
+        value=None if verdict.day_trades is None else Decimal(verdict.day_trades),
+    )
+
+
+def proposed_from_order(order: Order, *, client_order_id_given: bool) -> ProposedOrder:
+    return ProposedOrder(
+        symbol=order.symbol,
+        asset_class=AssetClass(order.asset_class),
+        side=Side(order.side),
+        order_type=OrderType(order.order_type),
+        quantity=order.quantity,
+        broker_id=order.broker_id,
+        price=order.price,
+        stop_price=order.stop_price,
+        client_order_id_given=client_order_id_given,
+    )
+
+
+def _decide(
+    *,
+    user,
+    account: BrokerAccount,
+    proposed: ProposedOrder,
+    quote: Quote | None,
+    profile: RiskProfile,
+    exclude_order_id: int | None,
+    now: dt.datetime,
+    save_marks: bool,
+) -> RiskAssessment:
+    context = _context(
+        user=user,
+        account=account,
+        proposed=proposed,
+        quote=quote,
+        profile=profile,
+        exclude_order_id=exclude_order_id,
+        now=now,
+        save_marks=save_marks,
+    )
+    assessment = assess(context)
+    if profile.pdt_enforcement:
+        failure = _day_trading_failure(
+            account=account,
+            proposed=proposed,
+            notional=assessment.projected.order_notional,
+            now=now,
+            exclude_order_id=exclude_order_id,
+        )
+        if failure is not None:
+            assessment = dataclasses.replace(assessment, failures=(*assessment.failures, failure))
+    return assessment
+
+
+def risk_assess(
+    *,
+    user,
+    account: BrokerAccount,
+    proposed: ProposedOrder,
+    quote: Quote | None,
+    now: dt.datetime | None = None,
+) -> RiskAssessment:
+    """A dry run: what the check would say about this order now. Locks nothing, writes nothing."""
+    return _decide(
+        user=user,
+        account=account,
+        proposed=proposed,
+        quote=quote,
+        profile=risk_profile_get(user=user),
+        exclude_order_id=None,
+        now=now or timezone.now(),
+        save_marks=False,
+    )
+
+
+def risk_check_order(*, order: Order, quote: Quote | None, client_order_id_given: bool) -> RiskAssessment:
+    """Decide on a persisted PENDING order and, if approved, reserve its buying power.
+
+    Must run inside the transaction that places the order: it takes the profile and account
+    row locks there, so concurrent orders are decided one at a time.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("risk_check_order must run inside the placing transaction")
+    risk_profile_get(user=order.user)  # make sure the row exists before locking it
+    profile = RiskProfile.objects.select_for_update().get(user_id=order.user_id)
+    account = BrokerAccount.objects.select_for_update().get(pk=order.broker_id)
+    assessment = _decide(
+        user=order.user,
+        account=account,
+        proposed=proposed_from_order(order, client_order_id_given=client_order_id_given),
+        quote=quote,
+        profile=profile,
+        exclude_order_id=order.pk,
+        now=timezone.now(),
+        save_marks=True,
+    )
+    if assessment.approved and assessment.reserve > 0:
+        Reservation.objects.create(order=order, account=account, amount=assessment.reserve)
+    return assessment

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from brokers.api import views as broker_api
 from orders import views as pages
 from orders.api import views as order_api
+from risk.api import views as risk_api
 
 api_v1 = [
     path("orders/", order_api.OrderListCreateApi.as_view(), name="orders"),
@@ -18,6 +19,7 @@ api_v1 = [
     path("brokers/", broker_api.BrokerAccountListApi.as_view(), name="brokers"),
     path("brokers/<int:account_id>/", broker_api.BrokerAccountDetailApi.as_view(), name="broker-detail"),
     path("quotes/", broker_api.QuoteListApi.as_view(), name="quotes"),
+    path("risk/check/", risk_api.RiskCheckApi.as_view(), name="risk-check"),
 ]
 if settings.BENCH_FLOOR_ENDPOINT:
     from trademaster.bench_floor import BenchFloorApi

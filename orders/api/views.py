@@ -73,18 +73,7 @@ class OrderListCreateApi(generics.ListAPIView):
         data = _valid(s.OrderCreateInputSerializer, request.data)
         placed = services.order_place(
             user=request.user,
-            request=OrderRequest(
-                symbol=data["symbol"],
-                side=Side(data["side"]),
-                order_type=OrderType(data["order_type"]),
-                quantity=data["quantity"],
-                time_in_force=TimeInForce(data["time_in_force"]),
-                price=data.get("price"),
-                stop_price=data.get("stop_price"),
-                trail_amount=data.get("trail_amount"),
-                trail_percent=data.get("trail_percent"),
-                client_order_id=data.get("client_order_id"),
-            ),
+            request=order_request_from(data),
             broker_id=data.get("broker_id"),
             actor=services.Actor.for_user(request.user, _actor_label(request)),
         )
@@ -203,6 +192,22 @@ class PositionAggregateApi(APIView):
     def get(self, request: Request) -> Response:
         rows = selectors.position_aggregate(user=request.user, include_flat=_flag(request, "include_flat"))
         return Response(s.AggregatePositionOutputSerializer(rows, many=True).data)
+
+
+def order_request_from(data: dict) -> OrderRequest:
+    """The domain request from OrderCreateInputSerializer's validated data."""
+    return OrderRequest(
+        symbol=data["symbol"],
+        side=Side(data["side"]),
+        order_type=OrderType(data["order_type"]),
+        quantity=data["quantity"],
+        time_in_force=TimeInForce(data["time_in_force"]),
+        price=data.get("price"),
+        stop_price=data.get("stop_price"),
+        trail_amount=data.get("trail_amount"),
+        trail_percent=data.get("trail_percent"),
+        client_order_id=data.get("client_order_id"),
+    )
 
 
 def _valid(serializer_class, data) -> dict:

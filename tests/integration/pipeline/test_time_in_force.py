@@ -115,7 +115,14 @@ def test_day_limit_expires_at_the_new_york_close_while_gtc_stays_open(trader, ac
     account = accounts["PAPER-EQ-A"]
     day = place(trader, account, side="BUY", order_type="LIMIT", quantity="10", price="99.00").order
     gtc = place(
-        trader, account, side="BUY", order_type="LIMIT", quantity="10", price="99.00", time_in_force="GTC"
+        trader,
+        account,
+        side="BUY",
+        order_type="LIMIT",
+        quantity="10",
+        price="99.00",
+        time_in_force="GTC",
+        client_order_id="gtc-on-purpose",  # same symbol/side/qty/price: a new id says it is no duplicate
     ).order
     assert (day.status, gtc.status) == ("ACCEPTED", "ACCEPTED")
     session = paper_order(day).session_date

@@ -1,0 +1,178 @@
+"""Pre-trade check time with 1,000 open positions and 1,000 open orders for the user.
+
+    .venv/bin/python bench/risk_check.py [--checks 2000] [--positions 1000] [--open-orders 1000]
+        [--database-url postgres://postgres@127.0.0.1:5432/trademaster_bench_risk]
+
+Creates a fresh PostgreSQL database (its name must contain "bench": it is dropped), migrates it,
+gives one user the positions and resting orders, then times ``risk_check_order`` exactly as the
+placing transaction runs it (row locks, context, rules, reservation) for a new LIMIT order, each
+in a transaction that is rolled back so the book stays the same. The floor in the same run is
+the two row locks alone. Prints p50/p95/p99 and the ratio; drops the database at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from decimal import Decimal as D
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pct(samples: list[int], p: int) -> str:
+    ranked = sorted(samples)
+    ns = ranked[max(0, -(-p * len(ranked) // 100) - 1)]
+    return f"{D(ns) / D(1_000_000):.3f}"
+
+
+def admin_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if "bench" not in name:
+        raise SystemExit(f"refusing to drop {name!r}: the database name must contain 'bench'")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checks", type=int, default=2000)
+    parser.add_argument("--positions", type=int, default=1000)
+    parser.add_argument("--open-orders", type=int, default=1000)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/trademaster_bench_risk")
+    args = parser.parse_args()
+
+    server, name = admin_url(args.database_url)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        DJANGO_SETTINGS_MODULE="trademaster.settings",
+        TRADEMASTER_VAR_DIR=tempfile.mkdtemp(prefix="tm-bench-risk-"),
+    )
+    sys.path.insert(0, str(ROOT))
+    try:
+        return run(args)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(args: argparse.Namespace) -> int:
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import transaction
+
+    call_command("migrate", verbosity=0)
+    from brokers.models import BrokerAccount
+    from orders.models import Order, Position
+    from risk.domain.context import Quote
+    from risk.models import Reservation, RiskProfile
+    from risk.services import risk_check_order
+
+    user = get_user_model().objects.create_user("risk-bench", password=None)
+    account = BrokerAccount.objects.get(user=user, account_id="PAPER-EQ-A")
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        buying_power=D("100000000"), total_value=D("100000000")
+    )
+    RiskProfile.objects.update_or_create(
+        user=user,
+        defaults={"max_open_orders": None, "max_orders_per_minute": None, "max_gross_exposure": None},
+    )
+    Position.objects.bulk_create(
+        Position(
+            user=user,
+            broker=account,
+            symbol=f"S{i:04d}",
+            asset_class="EQUITY",
+            quantity=D(10),
+            average_cost=D(50),
+            market_price=D(50),
+            market_value=D(500),
+        )
+        for i in range(args.positions)
+    )
+    orders = Order.objects.bulk_create(
+        Order(
+            user=user,
+            broker=account,
+            client_order_id=f"open-{i}",
+            symbol=f"S{i % 500:04d}",
+            asset_class="EQUITY",
+            order_type="LIMIT",
+            side="BUY",
+            quantity=D(1),
+            price=D(1),
+            time_in_force="GTC",
+            status="ACCEPTED",
+        )
+        for i in range(args.open_orders)
+    )
+    Reservation.objects.bulk_create(Reservation(order=o, account=account, amount=D(1)) for o in orders)
+    quote = Quote(bid=D("99.99"), ask=D("100.01"), last=D("100.00"))
+
+    class Rollback(Exception):
+        pass
+
+    def one_check(n: int) -> tuple[int, int]:
+        try:
+            with transaction.atomic():
+                order = Order.objects.create(
+                    user=user,
+                    broker=account,
+                    client_order_id=f"new-{n}",
+                    symbol="AAPL",
+                    asset_class="EQUITY",
+                    order_type="LIMIT",
+                    side="BUY",
+                    quantity=D(1),
+                    price=D("99.00"),
+                    status="PENDING",
+                )
+                started = time.perf_counter_ns()
+                assessment = risk_check_order(order=order, quote=quote, client_order_id_given=True)
+                check = time.perf_counter_ns() - started
+                if not assessment.approved:
+                    raise SystemExit(f"unexpected rejection: {assessment.reasons}")
+                started = time.perf_counter_ns()
+                RiskProfile.objects.select_for_update().get(user_id=user.pk)
+                BrokerAccount.objects.select_for_update().get(pk=account.pk)
+                floor = time.perf_counter_ns() - started
+                raise Rollback
+        except Rollback:
+            return check, floor
+
+    for n in range(int(os.environ.get("WARMUP", "50"))):  # warm-up
+        one_check(-n - 1)
+    checks, floors = [], []
+    for n in range(args.checks):
+        check, floor = one_check(n)
+        checks.append(check)
+        floors.append(floor)
+    print(
+        f"pre-trade check, {args.positions} open positions and {args.open_orders} open orders, "
+        f"{args.checks} checks, PostgreSQL"
+    )
+    print(f"  {'':28} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for label, samples in (("risk_check_order", checks), ("floor: the two row locks", floors)):
+        print(f"  {label:28} {pct(samples, 50):>9} {pct(samples, 95):>9} {pct(samples, 99):>9}")
+    ratio50 = D(sorted(checks)[len(checks) // 2]) / D(max(1, sorted(floors)[len(floors) // 2]))
+    print(f"  ratio check / floor (p50): x{ratio50:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+from risk.domain.context import TradingState
+
+MONEY = {"max_digits": 18, "decimal_places": 8}
+
+
+class TradingStateChoices(models.TextChoices):
+    ACTIVE = TradingState.ACTIVE.value, "Active"
+    REDUCING = TradingState.REDUCING.value, "Reducing only"
+    HALTED = TradingState.HALTED.value, "Halted"
+
+
+def _limit(default: str | None, help_text: str) -> models.DecimalField:
+    return models.DecimalField(
+        **MONEY,
+        null=True,
+        blank=True,
+        default=None if default is None else Decimal(default),
+        help_text=help_text,
+    )
+
+
+class RiskProfile(models.Model):
+    """A user's pre-trade limits and trading state. Empty limit = no limit. Edited in admin."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="risk_profile"
+    )
+    trading_state = models.CharField(
+        max_length=8, choices=TradingStateChoices.choices, default=TradingStateChoices.ACTIVE
+    )
+    max_position_quantity = _limit(None, "Largest |net quantity| per symbol across brokers.")
+    max_position_notional = _limit("500000", "Largest |net position| value per symbol across brokers.")
+    max_gross_exposure = _limit("1000000", "Sum of |position values| over all symbols and brokers.")
+    max_net_exposure = _limit(None, "|Sum of signed position values|.")
+    max_equity_exposure = _limit(None, "Gross exposure in equities.")
+    max_crypto_exposure = _limit(None, "Gross exposure in crypto.")
+    max_broker_exposure = _limit(None, "Gross exposure at any one broker account.")
+    max_order_notional = _limit("250000", "Largest value of one order.")
+    max_order_quantity = _limit("1000000", "Largest quantity of one order.")
+    max_open_orders = models.PositiveIntegerField(null=True, blank=True, default=1000)
+    max_orders_per_minute = models.PositiveIntegerField(null=True, blank=True, default=600)
+    daily_loss_limit = _limit("25000", "New risk is refused once today's P&L reaches minus this amount.")
+    max_drawdown = _limit(None, "New risk is refused once equity is this far below today's peak.")
+    price_collar_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        default=Decimal("10"),
+        help_text="Aggressive limit prices and stop prices must be within this % of the quote.",
+    )
+    restricted_symbols = models.JSONField(default=list, blank=True, help_text='e.g. ["GME", "AMC"]')
+    allow_short_selling = models.BooleanField(default=True)
+    pdt_enforcement = models.BooleanField(default=True, help_text="Apply each account's day-trading policy.")
+    duplicate_window_seconds = models.PositiveIntegerField(default=5)
+    # today's equity marks for the daily loss and drawdown rules (set on the first check of a day)
+    day = models.DateField(null=True, blank=True)
+    day_start_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    day_peak_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "risk_profiles"
+
+    def __str__(self) -> str:
+        return f"risk profile of {self.user}"
+
+
+class Reservation(models.Model):
+    """Buying power held by an open order at its broker account (released when the order closes)."""
+
+    order = models.OneToOneField("orders.Order", on_delete=models.CASCADE, related_name="reservation")
+    account = models.ForeignKey(
+        "brokers.BrokerAccount", on_delete=models.CASCADE, related_name="reservations"
+    )
+    amount = models.DecimalField(**MONEY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "risk_reservations"
+        indexes = [models.Index(fields=["account"], name="reservations_by_account")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} for order {self.order_id}"
