@@ -13,6 +13,7 @@ the two row locks alone. Prints p50/p95/p99 and the ratio; drops the database at
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -122,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.open_orders)
     )
     Reservation.objects.bulk_create(Reservation(order=o, account=account, amount=D(1)) for o in orders)
+    # the resting book was built earlier in the day, not in the last minute (that is the rate window)
+    from django.utils import timezone
+
+    Order.objects.filter(user=user).update(created_at=timezone.now() - dt.timedelta(hours=1))
     quote = Quote(bid=D("99.99"), ask=D("100.01"), last=D("100.00"))
 
     class Rollback(Exception):
@@ -158,10 +163,21 @@ def run(args: argparse.Namespace) -> int:
     for n in range(int(os.environ.get("WARMUP", "50"))):  # warm-up
         one_check(-n - 1)
     checks, floors = [], []
+    profiler = None
+    if os.environ.get("PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     for n in range(args.checks):
         check, floor = one_check(n)
         checks.append(check)
         floors.append(floor)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
     print(
         f"pre-trade check, {args.positions} open positions and {args.open_orders} open orders, "
         f"{args.checks} checks, PostgreSQL"

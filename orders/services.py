@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import re
 import uuid
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from brokers import services as brokers_services
@@ -43,11 +44,12 @@ from orders.domain.state import IllegalTransition, OrderEventType, Progress, app
 from orders.domain.validation import OrderRequest, asset_class_of, validate_order_request
 from orders.models import ActorType, Fill, Order, OrderEvent, Position
 from risk.domain.assessment import RiskAssessment
-from risk.domain.context import ProposedOrder
+from risk.domain.context import ProposedOrder, TradingState
 from risk.domain.context import Quote as RiskQuote
-from risk.services import risk_assess, risk_check_order
+from risk.models import RiskProfile
+from risk.services import risk_assess, risk_check_order, risk_check_replace, trading_state_set
 from routing.services import route_choose
-from trademaster.errors import Conflict, NotFound, ValidationFailed
+from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
 from trademaster.outbox import jsonable, outbox_record
 
 logger = logging.getLogger(__name__)
@@ -455,7 +457,22 @@ def order_apply_updates(
             last = order
     if filled and sync_account:
         brokers_services.broker_account_sync(account=account)
+    if filled:
+        _risk_monitor([account.user_id])
     return last
+
+
+def _risk_monitor(user_ids) -> None:
+    """Live risk alerts after fills and re-marks (risk.monitoring). Never breaks order processing."""
+    from django.contrib.auth import get_user_model
+
+    from risk.monitoring import risk_monitor_user
+
+    for user in get_user_model().objects.filter(pk__in=list(user_ids)):
+        try:
+            risk_monitor_user(user=user)
+        except Exception:
+            logger.exception("live risk monitoring failed for user %s", user.pk)
 
 
 def _anomaly(order: Order, update: BrokerOrderUpdate, problem: str) -> None:
@@ -733,6 +750,7 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
         raise ValidationFailed({"non_field_errors": ["Nothing to change."]})
     if change.trail_amount is not None and change.trail_percent is not None:
         raise ValidationFailed({"trail_amount": ["Give trail_amount or trail_percent, not both."]})
+    quote = _risk_quote(order.broker, order.symbol)
     with transaction.atomic():
         order = _lock(order.pk)
         status = OrderStatus(order.status)
@@ -761,6 +779,20 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
             )
         if errors:
             raise ValidationFailed(errors)
+        # the changed order passes the same pre-trade check as a new one (its own row excluded)
+        assessment = risk_check_replace(
+            order=order,
+            quantity=merged.quantity,
+            price=merged.price,
+            stop_price=merged.stop_price,
+            quote=quote,
+        )
+        if not assessment.approved:
+            raise Conflict(
+                "risk_rejected",
+                "The pre-trade check refused the change: " + " ".join(assessment.reasons),
+                {"reasons": [dataclasses.asdict(f) for f in assessment.failures]},
+            )
         requested = {k: v for k, v in dataclasses.asdict(change).items() if v is not None}
         _transition(order, OrderEventType.REQUEST_REPLACE, actor=actor, data={"requested": requested})
     account = order.broker
@@ -795,7 +827,9 @@ def market_tick(*, now: datetime.datetime | None = None, advance: bool = True) -
     for account, updates in brokers_services.paper_poll(now=now):
         order_apply_updates(account=account, updates=updates, sync_account=True)
         applied += len(updates)
-    positions_revalue(mids=mids)
+    if positions_revalue(mids=mids):
+        held = Position.objects.exclude(quantity=0).filter(symbol__in=list(mids))
+        _risk_monitor(held.values_list("user_id", flat=True).distinct())
     return applied
 
 
@@ -838,3 +872,130 @@ def order_preview(*, user, request: OrderRequest, broker_id: int | None = None) 
             user=user, account=account, proposed=proposed, quote=_risk_quote(account, request.symbol)
         ),
     )
+
+
+# --- kill switch --------------------------------------------------------------------------------
+#
+# Engaging the kill switch, per user:
+#   1. the risk profile goes to HALTED first, so no new order gets past the pre-trade check;
+#   2. every open order at every broker is cancelled through ``order_cancel``, one by one; a
+#      refusal or an error is recorded against that order and the rest are still cancelled;
+#   3. with ``liquidate``, every non-zero position (per broker account) is closed by a MARKET
+#      order on the opposite side. HALTED refuses every order, these included, so the state is
+#      REDUCING while they are placed (the pre-trade check still verifies that each one only
+#      reduces) and HALTED again at the end, whatever happens. While REDUCING, the user's own
+#      reducing orders could pass too; nothing that adds risk can.
+# Every state change goes through ``risk.services.trading_state_set`` and is recorded with the actor.
+
+_CLIENT_ORDER_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchResult:
+    user_id: int
+    cancelled: list[int]  # order ids
+    cancel_failed: list[tuple[int, str]]  # (order id, reason)
+    liquidated: list[int]  # ids of the liquidation orders placed
+    liquidation_failed: list[tuple[str, int, str]]  # (symbol, broker account id, reason)
+
+
+def _kill_client_order_id(user_id: int, broker_id: int, symbol: str, stamp: str) -> str:
+    """kill-<user>-<broker>-<symbol>-<timestamp>: the client_order_id alphabet, at most 64 chars."""
+    head, tail = f"kill-{user_id}-{broker_id}-", f"-{stamp}"
+    safe = _CLIENT_ORDER_ID_UNSAFE.sub("_", symbol)  # BTC/USD -> BTC_USD
+    return head + safe[: 64 - len(head) - len(tail)] + tail
+
+
+def _kill_cancel_all(user, actor: Actor) -> tuple[list[int], list[tuple[int, str]]]:
+    cancelled: list[int] = []
+    failed: list[tuple[int, str]] = []
+    for order_id in Order.objects.filter(user=user).open().order_by("pk").values_list("pk", flat=True):
+        try:
+            order = order_cancel(user=user, order_id=order_id, actor=actor)
+        except TradeMasterError as exc:  # e.g. filled or cancelled meanwhile: 409
+            failed.append((order_id, exc.message))
+            continue
+        except Exception as exc:  # one broken order must not leave the others working
+            logger.exception("kill switch: cancelling order %s failed", order_id)
+            failed.append((order_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        if order.status == OrderStatus.CANCELLED:
+            cancelled.append(order_id)
+        elif order.status == OrderStatus.PENDING_CANCEL:
+            failed.append((order_id, "cancel requested, not yet confirmed by the broker"))
+        else:
+            failed.append((order_id, order.status_reason or f"the order is {order.status}"))
+    return cancelled, failed
+
+
+def _kill_liquidate_all(user, actor: Actor) -> tuple[list[int], list[tuple[str, int, str]]]:
+    placed: list[int] = []
+    failed: list[tuple[str, int, str]] = []
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
+    positions = (
+        Position.objects.filter(user=user)
+        .exclude(quantity=0)
+        .order_by("broker_id", "symbol")
+        .values_list("broker_id", "symbol", "quantity")
+    )
+    for broker_id, symbol, quantity in positions:
+        request = OrderRequest(
+            symbol=symbol,
+            side=Side.SELL if quantity > 0 else Side.BUY,
+            order_type=OrderType.MARKET,
+            quantity=abs(quantity),
+            time_in_force=TimeInForce.DAY,
+            client_order_id=_kill_client_order_id(user.pk, broker_id, symbol, stamp),
+        )
+        try:
+            order = order_place(user=user, request=request, actor=actor, broker_id=broker_id).order
+        except TradeMasterError as exc:
+            failed.append((symbol, broker_id, exc.message))
+            continue
+        except Exception as exc:
+            logger.exception("kill switch: liquidating %s at broker %s failed", symbol, broker_id)
+            failed.append((symbol, broker_id, f"{type(exc).__name__}: {exc}"))
+            continue
+        if order.status == OrderStatus.REJECTED:
+            failed.append((symbol, broker_id, order.status_reason))
+        else:
+            placed.append(order.pk)
+    return placed, failed
+
+
+def kill_switch_engage(*, user, actor: Actor, liquidate: bool = False) -> KillSwitchResult:
+    """Halt the user's trading, cancel every open order, and optionally flatten every position.
+
+    Never stops at the first failure: the result lists what was done and what was not, and why.
+    """
+    trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label)
+    cancelled, cancel_failed = _kill_cancel_all(user, actor)
+    liquidated: list[int] = []
+    liquidation_failed: list[tuple[str, int, str]] = []
+    if liquidate and Position.objects.filter(user=user).exclude(quantity=0).exists():
+        # reducing orders only, and back to HALTED even if something unexpected is raised
+        trading_state_set(user=user, state=TradingState.REDUCING, actor_label=f"{actor.label} (liquidation)")
+        try:
+            liquidated, liquidation_failed = _kill_liquidate_all(user, actor)
+        finally:
+            trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label)
+    return KillSwitchResult(user.pk, cancelled, cancel_failed, liquidated, liquidation_failed)
+
+
+def kill_switch_engage_all(*, actor: Actor, liquidate: bool = False) -> list[KillSwitchResult]:
+    """The global kill switch: ``kill_switch_engage`` for every user with open orders or positions."""
+    from django.contrib.auth import get_user_model
+
+    with_orders = Order.objects.open().values("user_id")
+    with_positions = Position.objects.exclude(quantity=0).values("user_id")
+    users = (
+        get_user_model()
+        .objects.filter(models.Q(pk__in=with_orders) | models.Q(pk__in=with_positions))
+        .order_by("pk")
+    )
+    return [kill_switch_engage(user=user, actor=actor, liquidate=liquidate) for user in users]
+
+
+def kill_switch_release(*, user, actor: Actor) -> RiskProfile:
+    """Let the user trade again (ACTIVE)."""
+    return trading_state_set(user=user, state=TradingState.ACTIVE, actor_label=actor.label)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from risk.models import Reservation, RiskProfile
+from orders import services as order_services
+from risk.models import Reservation, RiskAlert, RiskProfile
+from risk.monitoring import risk_alert_acknowledge
 
 
 @admin.register(RiskProfile)
@@ -22,6 +24,7 @@ class RiskProfileAdmin(admin.ModelAdmin):
     list_filter = ["trading_state", "allow_short_selling", "pdt_enforcement"]
     search_fields = ["user__username"]
     readonly_fields = ["day", "day_start_equity", "day_peak_equity", "updated_at"]
+    actions = ["kill_switch_halt", "kill_switch_liquidate"]
     fieldsets = [
         (None, {"fields": ["user", "trading_state"]}),
         (
@@ -47,6 +50,7 @@ class RiskProfileAdmin(admin.ModelAdmin):
                     "max_net_exposure",
                     "max_equity_exposure",
                     "max_crypto_exposure",
+                    "max_concentration_percent",
                     "max_broker_exposure",
                 ]
             },
@@ -59,6 +63,39 @@ class RiskProfileAdmin(admin.ModelAdmin):
         (None, {"fields": ["updated_at"]}),
     ]
 
+    @admin.action(description="Kill switch: halt and cancel all open orders")
+    def kill_switch_halt(self, request, queryset) -> None:
+        self._kill_switch(request, queryset, liquidate=False)
+
+    @admin.action(description="Kill switch: halt, cancel and liquidate")
+    def kill_switch_liquidate(self, request, queryset) -> None:
+        self._kill_switch(request, queryset, liquidate=True)
+
+    def _kill_switch(self, request, queryset, *, liquidate: bool) -> None:
+        actor = order_services.Actor.for_user(request.user, f"{request.user.get_username()} (admin)")
+        results = [
+            order_services.kill_switch_engage(user=profile.user, actor=actor, liquidate=liquidate)
+            for profile in queryset.select_related("user").order_by("pk")
+        ]
+        summary = (
+            f"Kill switch engaged for {len(results)} user(s): halted, "
+            f"{sum(len(r.cancelled) for r in results)} order(s) cancelled"
+        )
+        if liquidate:
+            summary += f", {sum(len(r.liquidated) for r in results)} liquidation order(s) placed"
+        self.message_user(request, summary + ".", messages.SUCCESS)
+        for r in results:
+            for order_id, reason in r.cancel_failed:
+                self.message_user(
+                    request, f"User {r.user_id}: order {order_id} not cancelled: {reason}", messages.ERROR
+                )
+            for symbol, broker_id, reason in r.liquidation_failed:
+                self.message_user(
+                    request,
+                    f"User {r.user_id}: {symbol} at broker {broker_id} not liquidated: {reason}",
+                    messages.ERROR,
+                )
+
 
 @admin.register(Reservation)
 class ReservationAdmin(admin.ModelAdmin):
@@ -68,4 +105,45 @@ class ReservationAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RiskAlert)
+class RiskAlertAdmin(admin.ModelAdmin):
+    """Live risk alerts. Read-only but for the Acknowledge action."""
+
+    list_display = [
+        "user",
+        "rule",
+        "severity",
+        "symbol",
+        "value",
+        "limit",
+        "occurrences",
+        "last_seen_at",
+        "acknowledged",
+    ]
+    list_filter = ["severity", "rule", ("acknowledged_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username", "symbol", "message"]
+    date_hierarchy = "last_seen_at"
+    list_select_related = ["user"]
+    actions = ["acknowledge"]
+
+    @admin.display(boolean=True, ordering="acknowledged_at")
+    def acknowledged(self, obj: RiskAlert) -> bool:
+        return obj.acknowledged_at is not None
+
+    @admin.action(description="Acknowledge the selected alerts", permissions=["change"])
+    def acknowledge(self, request, queryset) -> None:
+        count = 0
+        for alert in queryset.filter(acknowledged_at__isnull=True):
+            risk_alert_acknowledge(alert=alert, user=request.user)
+            count += 1
+        self.message_user(request, f"{count} alert(s) acknowledged.", messages.SUCCESS)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        # alerts are written by the monitor; a person only acknowledges them (the action)
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from risk.domain.context import TradingState
 
@@ -60,6 +61,14 @@ class RiskProfile(models.Model):
     allow_short_selling = models.BooleanField(default=True)
     pdt_enforcement = models.BooleanField(default=True, help_text="Apply each account's day-trading policy.")
     duplicate_window_seconds = models.PositiveIntegerField(default=5)
+    max_concentration_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        default=Decimal("50"),
+        help_text="Live alert when one symbol is more than this % of gross exposure. Empty = off.",
+    )
     # today's equity marks for the daily loss and drawdown rules (set on the first check of a day)
     day = models.DateField(null=True, blank=True)
     day_start_equity = models.DecimalField(**MONEY, null=True, blank=True)
@@ -89,3 +98,42 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} for order {self.order_id}"
+
+
+class AlertSeverity(models.TextChoices):
+    WARNING = "WARNING", "Warning"
+    CRITICAL = "CRITICAL", "Critical"
+
+
+class RiskAlert(models.Model):
+    """A live portfolio rule breached. One open (unacknowledged) row per (user, rule, symbol):
+    while the breach lasts the row is updated (last_seen_at, occurrences) instead of repeated."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="risk_alerts")
+    rule = models.CharField(max_length=32)
+    severity = models.CharField(max_length=8, choices=AlertSeverity.choices)
+    message = models.TextField()
+    limit = models.DecimalField(**MONEY, null=True, blank=True)
+    value = models.DecimalField(**MONEY, null=True, blank=True)
+    symbol = models.CharField(max_length=20, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    occurrences = models.PositiveIntegerField(default=1)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        db_table = "risk_alerts"
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "rule", "symbol"],
+                condition=models.Q(acknowledged_at__isnull=True),
+                name="risk_alert_open_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.rule} {self.symbol}".strip()

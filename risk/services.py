@@ -44,6 +44,7 @@ from risk.domain.daytrading import (
 from risk.domain.exchange_calendar import EXCHANGE_TIMEZONE
 from risk.domain.rules import assess
 from risk.models import Reservation, RiskProfile
+from trademaster.outbox import outbox_record
 
 if TYPE_CHECKING:
     from orders.models import Order
@@ -332,4 +333,66 @@ def risk_check_order(*, order: Order, quote: Quote | None, client_order_id_given
     )
     if assessment.approved and assessment.reserve > 0:
         Reservation.objects.create(order=order, account=account, amount=assessment.reserve)
+    return assessment
+
+
+def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskProfile:
+    """Set the user's trading state and record who did it (outbox TRADING_STATE_CHANGED).
+
+    Takes the profile's row lock, the first lock ``risk_check_order`` takes, so an order being
+    decided concurrently is decided entirely before or entirely after the change.
+    """
+    state = TradingState(state)
+    risk_profile_get(user=user)  # make sure the row exists before locking it
+    with transaction.atomic():
+        profile = RiskProfile.objects.select_for_update().get(user_id=user.pk)
+        before = profile.trading_state
+        profile.trading_state = state.value
+        profile.save(update_fields=["trading_state", "updated_at"])
+        outbox_record(
+            type="TRADING_STATE_CHANGED",
+            user_id=user.pk,
+            payload={"from": before, "to": state.value, "actor": actor_label},
+        )
+    return profile
+
+
+def risk_check_replace(
+    *, order: Order, quantity: Decimal, price: Decimal | None, stop_price: Decimal | None, quote: Quote | None
+) -> RiskAssessment:
+    """Decide on a cancel-replace of a working order (its new total ``quantity`` and prices).
+
+    Runs inside the replacing transaction with the same locks as a new order; the order itself is
+    left out of the book and its unfilled part is judged as if it were new. If approved, its
+    reservation follows the new size.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("risk_check_replace must run inside the replacing transaction")
+    risk_profile_get(user=order.user)
+    profile = RiskProfile.objects.select_for_update().get(user_id=order.user_id)
+    account = BrokerAccount.objects.select_for_update().get(pk=order.broker_id)
+    remaining = quantity - order.filled_quantity
+    proposed = dataclasses.replace(
+        proposed_from_order(order, client_order_id_given=True),
+        quantity=remaining,
+        price=price,
+        stop_price=stop_price,
+    )
+    assessment = _decide(
+        user=order.user,
+        account=account,
+        proposed=proposed,
+        quote=quote,
+        profile=profile,
+        exclude_order_id=order.pk,
+        now=timezone.now(),
+        save_marks=True,
+    )
+    if assessment.approved:
+        # reservations are pro-rated by (quantity - filled) / quantity: store the full-size amount
+        amount = assessment.reserve * quantity / remaining
+        if amount > 0:
+            Reservation.objects.update_or_create(order=order, defaults={"account": account, "amount": amount})
+        else:
+            Reservation.objects.filter(order=order).delete()
     return assessment

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "risk",
     "routing",
     "agentos",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +155,36 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- celery -----------------------------------------------------------------------------------
+# Redis when REDIS_URL is set; otherwise a filesystem queue in var/ (no server, works across
+# processes). No result backend unless CELERY_RESULT_BACKEND is set: the tasks return nothing useful.
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    _celery_dir = VAR_DIR / "celery"
+    for _sub in ("queue", "processed"):
+        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_celery_dir / "queue"),
+        "data_folder_out": str(_celery_dir / "queue"),
+        "processed_folder": str(_celery_dir / "processed"),
+        "polling_interval": 0.1,
+    }
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+RISK_MONITOR_INTERVAL_SECONDS = float(os.environ.get("RISK_MONITOR_INTERVAL_SECONDS", "10"))
+CELERY_BEAT_SCHEDULE = {
+    "risk-monitor-all": {
+        "task": "risk.tasks.risk_monitor_all_task",
+        "schedule": RISK_MONITOR_INTERVAL_SECONDS,
+        # a run that waited longer than one interval is stale: the next one is already due
+        "options": {"expires": RISK_MONITOR_INTERVAL_SECONDS},
+    },
+}
 
 # --- auth -------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

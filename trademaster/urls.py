@@ -20,6 +20,10 @@ api_v1 = [
     path("brokers/<int:account_id>/", broker_api.BrokerAccountDetailApi.as_view(), name="broker-detail"),
     path("quotes/", broker_api.QuoteListApi.as_view(), name="quotes"),
     path("risk/check/", risk_api.RiskCheckApi.as_view(), name="risk-check"),
+    path("risk/kill-switch/", risk_api.KillSwitchApi.as_view(), name="risk-kill-switch"),
+    path(
+        "risk/kill-switch/release/", risk_api.KillSwitchReleaseApi.as_view(), name="risk-kill-switch-release"
+    ),
 ]
 if settings.BENCH_FLOOR_ENDPOINT:
     from trademaster.bench_floor import BenchFloorApi

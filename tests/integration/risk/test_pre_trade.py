@@ -166,3 +166,32 @@ def test_concurrent_orders_never_together_exceed_the_buying_power(make_user, set
     assert reserved <= budget
     assert accepted == int(budget // D("900"))
     assert results.count("REJECTED") == 200 - accepted
+
+
+def test_a_modify_passes_the_same_check_and_a_refused_change_leaves_the_order_as_it_was(
+    trader, accounts, set_mid
+):
+    from brokers.domain.adapter import OrderChange
+    from orders.services import order_replace
+    from trademaster.errors import Conflict
+
+    set_mid("AAPL", "100.00")
+    RiskProfile.objects.filter(pk=risk_profile_get(user=trader).pk).update(max_order_quantity=D("50"))
+    order = place(trader, accounts["PAPER-EQ-A"], order_type="LIMIT", price="90.00", quantity="10")
+    assert Reservation.objects.get(order=order).amount == D("900.00")
+    # when the quantity is raised above the order-size limit
+    with pytest.raises(Conflict) as refused:
+        order_replace(
+            user=trader, order_id=order.pk, change=OrderChange(quantity=D("60")), actor=Actor.for_user(trader)
+        )
+    # then the change is refused with the rule, and the order and its reservation are unchanged
+    assert refused.value.code == "risk_rejected"
+    assert "MAX_ORDER_QUANTITY" in refused.value.message
+    order.refresh_from_db()
+    assert (order.status, order.quantity) == ("ACCEPTED", D("10"))
+    assert not OrderEvent.objects.filter(order=order, event_type="REQUEST_REPLACE").exists()
+    # and an allowed change moves the reservation with the new size
+    order_replace(
+        user=trader, order_id=order.pk, change=OrderChange(quantity=D("20")), actor=Actor.for_user(trader)
+    )
+    assert Reservation.objects.get(order=order).amount == D("1800.00")
