@@ -47,7 +47,13 @@ from risk.domain.assessment import RiskAssessment
 from risk.domain.context import ProposedOrder, TradingState
 from risk.domain.context import Quote as RiskQuote
 from risk.models import RiskProfile
-from risk.services import risk_assess, risk_check_order, risk_check_replace, trading_state_set
+from risk.services import (
+    risk_assess,
+    risk_check_order,
+    risk_check_replace,
+    risk_emergency_stop_due,
+    trading_state_set,
+)
 from routing.services import route_choose
 from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
 from trademaster.outbox import jsonable, outbox_record
@@ -471,6 +477,12 @@ def _risk_monitor(user_ids) -> None:
     for user in get_user_model().objects.filter(pk__in=list(user_ids)):
         try:
             risk_monitor_user(user=user)
+            reason = risk_emergency_stop_due(user=user)
+            if reason is not None:
+                logger.warning("emergency stop-loss for user %s: %s", user.pk, reason)
+                kill_switch_engage(
+                    user=user, actor=Actor(ActorType.SYSTEM, None, "emergency stop-loss"), liquidate=True
+                )
         except Exception:
             logger.exception("live risk monitoring failed for user %s", user.pk)
 
@@ -983,17 +995,22 @@ def kill_switch_engage(*, user, actor: Actor, liquidate: bool = False) -> KillSw
 
 
 def kill_switch_engage_all(*, actor: Actor, liquidate: bool = False) -> list[KillSwitchResult]:
-    """The global kill switch: ``kill_switch_engage`` for every user with open orders or positions."""
+    """The global kill switch: every user who can trade is HALTED; those with open orders or
+    positions also get ``kill_switch_engage`` (one result each)."""
     from django.contrib.auth import get_user_model
 
     with_orders = Order.objects.open().values("user_id")
     with_positions = Position.objects.exclude(quantity=0).values("user_id")
-    users = (
+    busy = (
         get_user_model()
         .objects.filter(models.Q(pk__in=with_orders) | models.Q(pk__in=with_positions))
         .order_by("pk")
     )
-    return [kill_switch_engage(user=user, actor=actor, liquidate=liquidate) for user in users]
+    results = [kill_switch_engage(user=user, actor=actor, liquidate=liquidate) for user in busy]
+    idle = get_user_model().objects.filter(broker_accounts__isnull=False).exclude(pk__in=busy).distinct()
+    for user in idle:
+        trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label)
+    return results
 
 
 def kill_switch_release(*, user, actor: Actor) -> RiskProfile:

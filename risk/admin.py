@@ -57,7 +57,16 @@ class RiskProfileAdmin(admin.ModelAdmin):
         ),
         (
             "Losses",
-            {"fields": ["daily_loss_limit", "max_drawdown", "day", "day_start_equity", "day_peak_equity"]},
+            {
+                "fields": [
+                    "daily_loss_limit",
+                    "max_drawdown",
+                    "emergency_loss_limit",
+                    "day",
+                    "day_start_equity",
+                    "day_peak_equity",
+                ]
+            },
         ),
         ("Compliance", {"fields": ["restricted_symbols", "allow_short_selling", "pdt_enforcement"]}),
         (None, {"fields": ["updated_at"]}),

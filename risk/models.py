@@ -49,6 +49,9 @@ class RiskProfile(models.Model):
     max_orders_per_minute = models.PositiveIntegerField(null=True, blank=True, default=600)
     daily_loss_limit = _limit("25000", "New risk is refused once today's P&L reaches minus this amount.")
     max_drawdown = _limit(None, "New risk is refused once equity is this far below today's peak.")
+    emergency_loss_limit = _limit(
+        None, "Emergency stop-loss: once today's loss reaches this, halt, cancel everything and liquidate."
+    )
     price_collar_percent = models.DecimalField(
         max_digits=7,
         decimal_places=4,

@@ -98,9 +98,18 @@ def _reserved(account: BrokerAccount, exclude_order_id: int | None) -> Decimal:
     return total
 
 
+def _equity(user) -> Decimal:
+    """Live equity across brokers: cash at every account plus every position at its latest mark."""
+    from orders.models import Position
+
+    cash = BrokerAccount.objects.filter(user=user).aggregate(v=Sum("cash"))["v"] or Decimal(0)
+    marked = Position.objects.filter(user=user).aggregate(v=Sum("market_value"))["v"] or Decimal(0)
+    return cash + marked
+
+
 def _equity_marks(profile: RiskProfile, user, now: dt.datetime, *, save: bool) -> tuple[Decimal, Decimal]:
     """Today's P&L and drawdown from the user's total equity across brokers."""
-    equity = BrokerAccount.objects.filter(user=user).aggregate(v=Sum("total_value"))["v"] or Decimal(0)
+    equity = _equity(user)
     today = now.date()
     start, peak = profile.day_start_equity, profile.day_peak_equity
     if profile.day != today or start is None or peak is None:
@@ -396,3 +405,17 @@ def risk_check_replace(
         else:
             Reservation.objects.filter(order=order).delete()
     return assessment
+
+
+def risk_emergency_stop_due(*, user) -> str | None:
+    """Why the user's emergency stop-loss must fire now (today's loss reached it), or None."""
+    profile = risk_profile_get(user=user)
+    if profile.emergency_loss_limit is None or profile.trading_state == TradingState.HALTED:
+        return None
+    daily_pnl, _ = _equity_marks(profile, user, timezone.now(), save=False)
+    if daily_pnl > -profile.emergency_loss_limit:
+        return None
+    return (
+        f"today's P&L {daily_pnl.quantize(Decimal('0.01')):,} reached the emergency stop-loss of "
+        f"-{profile.emergency_loss_limit.quantize(Decimal('0.01')):,}"
+    )

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from brokers.services import broker_account_sync
-from orders.services import Actor, market_tick, order_place
+from orders.services import Actor, market_tick, order_place, positions_revalue
 from risk.models import RiskAlert, RiskProfile
 from risk.monitoring import risk_alert_acknowledge, risk_monitor_user
 from risk.services import risk_profile_get
@@ -41,8 +41,9 @@ def long_aapl(trader, accounts, set_mid):
     account = accounts["PAPER-EQ-A"]
     assert place(trader, account, quantity="100").status == "FILLED"
 
-    def price_to(mid: str) -> None:  # the market moves and the broker account's value is re-read
+    def price_to(mid: str) -> None:  # the market moves; positions are marked to it (live equity)
         set_mid("AAPL", mid)
+        positions_revalue(mids={"AAPL": D(mid)})
         broker_account_sync(account=account)
 
     return price_to

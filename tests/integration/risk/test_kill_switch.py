@@ -270,7 +270,7 @@ def test_only_staff_may_engage_it_for_all_users(api, trader, book):
     assert Order.objects.filter(user=trader).open().count() == 3
 
 
-def test_staff_engage_the_global_switch_for_every_user_with_orders_or_positions(
+def test_staff_engage_the_global_switch_for_every_user(
     make_user, trader, other_trader, book
 ):
     # given a second trader with a resting order, and a staff member with nothing
@@ -292,7 +292,8 @@ def test_staff_engage_the_global_switch_for_every_user_with_orders_or_positions(
     ]
     assert (state(trader), state(other_trader)) == ("HALTED", "HALTED")
     assert Order.objects.open().count() == 0
-    assert risk_profile_get(user=staff).trading_state == "ACTIVE"
+    # and everyone else who can trade is halted too (with nothing to cancel, no result entry)
+    assert risk_profile_get(user=staff).trading_state == "HALTED"
 
 
 def test_release_lets_the_trader_trade_again(api, trader, accounts, book):
@@ -358,3 +359,26 @@ def test_admin_liquidate_action_flattens_and_reports_failures(admin_client, trad
         f"User {trader.pk}: MSFT at broker {accounts['PAPER-EQ-B'].pk} not liquidated: {msft.status_reason}",
     ]
     assert quantities(trader)[("PAPER-EQ-A", "AAPL")] == D("0")
+
+
+def test_the_emergency_stop_loss_halts_and_liquidates_when_todays_loss_reaches_it(trader, accounts, set_mid):
+    from orders.services import market_tick
+
+    # given a long position and an emergency stop-loss of 500 for the day
+    set_mid("AAPL", "100.00")
+    account = accounts["PAPER-EQ-A"]
+    buy = order_place(
+        user=trader, request=order_request(quantity="100"), actor=Actor.for_user(trader), broker_id=account.pk
+    ).order
+    assert buy.status == "FILLED"
+    RiskProfile.objects.filter(pk=risk_profile_get(user=trader).pk).update(emergency_loss_limit=D("500"))
+    market_tick(advance=False)  # marks the day's starting equity
+    assert risk_profile_get(user=trader).trading_state == "ACTIVE"
+    # when the price falls 10 (a 1,000 loss) and the market ticks
+    set_mid("AAPL", "90.00")
+    market_tick(advance=False)
+    # then trading is halted and the position was liquidated at market
+    assert risk_profile_get(user=trader).trading_state == "HALTED"
+    assert Position.objects.get(user=trader, broker=account, symbol="AAPL").quantity == D("0")
+    sell = Order.objects.filter(user=trader, side="SELL").get()
+    assert (sell.status, sell.order_type, sell.quantity) == ("FILLED", "MARKET", D("100"))
