@@ -270,9 +270,7 @@ def test_only_staff_may_engage_it_for_all_users(api, trader, book):
     assert Order.objects.filter(user=trader).open().count() == 3
 
 
-def test_staff_engage_the_global_switch_for_every_user(
-    make_user, trader, other_trader, book
-):
+def test_staff_engage_the_global_switch_for_every_user(make_user, trader, other_trader, book):
     # given a second trader with a resting order, and a staff member with nothing
     other_resting = build_book(other_trader)
     staff = make_user("boss", is_staff=True)
