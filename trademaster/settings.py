@@ -15,7 +15,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("TRADEMASTER_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("TRADEMASTER_VAR_DIR") or BASE_DIR / "var")
 
 
 def env_bool(name: str, default: bool) -> bool:
