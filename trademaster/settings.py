@@ -176,7 +176,7 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-RISK_MONITOR_INTERVAL_SECONDS = float(os.environ.get("RISK_MONITOR_INTERVAL_SECONDS", "10"))
+RISK_MONITOR_INTERVAL_SECONDS = int(os.environ.get("RISK_MONITOR_INTERVAL_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE = {
     "risk-monitor-all": {
         "task": "risk.tasks.risk_monitor_all_task",
