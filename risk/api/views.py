@@ -133,8 +133,8 @@ class KillSwitchApi(APIView):
         operation_id="risk_kill_switch",
         description=(
             "Halt trading, cancel every open order at every broker and, with `liquidate`, close every "
-            "position with market orders. Staff may pass `all_users` for every user with open orders "
-            "or positions. Failures are listed, never hidden."
+            "position with market orders. Staff may pass `all_users`: every user is halted, and those "
+            "with open orders or positions get a result each. Failures are listed, never hidden."
         ),
         request=KillSwitchInputSerializer,
         responses={200: KillSwitchOutputSerializer, 400: E400, 403: E403},
