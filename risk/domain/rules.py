@@ -405,64 +405,57 @@ def max_position_notional(ctx: RiskContext, d: Derived) -> RuleFailure | None:
     )
 
 
-def max_gross_exposure(ctx: RiskContext, d: Derived) -> RuleFailure | None:
-    limit = ctx.limits.max_gross_exposure
+def _exposure_breach(
+    code: str, what: str, limit: Decimal | None, d: Derived, pick: Callable[[Exposure], Decimal]
+) -> RuleFailure | None:
+    """Shared by the four exposure rules: ``what`` is the sentence's subject up to "exceeds"."""
     if limit is None or d.before is None or d.after is None:
         return None
-    if d.after.gross <= limit or _exempt(d, d.before.gross, d.after.gross):
+    after = pick(d.after)
+    if after <= limit or _exempt(d, pick(d.before), after):
         return None
     return RuleFailure(
-        "MAX_GROSS_EXPOSURE",
-        f"Projected gross exposure {_money(d.after.gross)} exceeds the limit of {_money(limit)} "
-        f"(MAX_GROSS_EXPOSURE).",
+        code,
+        f"{what.format(value=_money(after))} exceeds the limit of {_money(limit)} ({code}).",
         limit=limit,
-        value=d.after.gross,
+        value=after,
+    )
+
+
+def max_gross_exposure(ctx: RiskContext, d: Derived) -> RuleFailure | None:
+    return _exposure_breach(
+        "MAX_GROSS_EXPOSURE",
+        "Projected gross exposure {value}",
+        ctx.limits.max_gross_exposure,
+        d,
+        lambda e: e.gross,
     )
 
 
 def max_net_exposure(ctx: RiskContext, d: Derived) -> RuleFailure | None:
-    limit = ctx.limits.max_net_exposure
-    if limit is None or d.before is None or d.after is None:
-        return None
-    if d.after.net <= limit or _exempt(d, d.before.net, d.after.net):
-        return None
-    return RuleFailure(
-        "MAX_NET_EXPOSURE",
-        f"Projected net exposure {_money(d.after.net)} exceeds the limit of {_money(limit)} "
-        f"(MAX_NET_EXPOSURE).",
-        limit=limit,
-        value=d.after.net,
+    return _exposure_breach(
+        "MAX_NET_EXPOSURE", "Projected net exposure {value}", ctx.limits.max_net_exposure, d, lambda e: e.net
     )
 
 
 def max_asset_class_exposure(ctx: RiskContext, d: Derived) -> RuleFailure | None:
     asset_class = ctx.order.asset_class
-    limit = ctx.limits.max_asset_class_exposure.get(asset_class)
-    if limit is None or d.before is None or d.after is None:
-        return None
-    if d.after.asset_class <= limit or _exempt(d, d.before.asset_class, d.after.asset_class):
-        return None
-    return RuleFailure(
+    return _exposure_breach(
         "MAX_ASSET_CLASS_EXPOSURE",
-        f"Projected {asset_class} exposure {_money(d.after.asset_class)} exceeds the limit of "
-        f"{_money(limit)} (MAX_ASSET_CLASS_EXPOSURE).",
-        limit=limit,
-        value=d.after.asset_class,
+        f"Projected {asset_class} exposure {{value}}",
+        ctx.limits.max_asset_class_exposure.get(asset_class),
+        d,
+        lambda e: e.asset_class,
     )
 
 
 def max_broker_exposure(ctx: RiskContext, d: Derived) -> RuleFailure | None:
-    limit = ctx.limits.max_broker_exposure
-    if limit is None or d.before is None or d.after is None:
-        return None
-    if d.after.broker <= limit or _exempt(d, d.before.broker, d.after.broker):
-        return None
-    return RuleFailure(
+    return _exposure_breach(
         "MAX_BROKER_EXPOSURE",
-        f"Projected exposure {_money(d.after.broker)} at broker account {ctx.order.broker_id} exceeds "
-        f"the limit of {_money(limit)} (MAX_BROKER_EXPOSURE).",
-        limit=limit,
-        value=d.after.broker,
+        f"Projected exposure {{value}} at broker account {ctx.order.broker_id}",
+        ctx.limits.max_broker_exposure,
+        d,
+        lambda e: e.broker,
     )
 
 
