@@ -43,6 +43,7 @@ from orders.domain.positions import PositionState, apply_fill, mark
 from orders.domain.state import IllegalTransition, OrderEventType, Progress, apply
 from orders.domain.validation import OrderRequest, asset_class_of, validate_order_request
 from orders.models import ActorType, Fill, Order, OrderEvent, Position
+from risk.book import risk_book_refresh
 from risk.domain.assessment import RiskAssessment
 from risk.domain.context import ProposedOrder, TradingState
 from risk.domain.context import Quote as RiskQuote
@@ -359,6 +360,7 @@ def _broker_refused(order: Order, exc: BrokerError, prefix: str = "rejected by b
             reason=f"{prefix}: {exc.message}",
             data={"broker_code": exc.code},
         )
+        risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
     return order
 
 
@@ -386,6 +388,7 @@ def _resolve_unknown_submission(order: Order, account: BrokerAccount, exc: Excep
             _transition(
                 order, OrderEventType.REJECT, actor=SYSTEM, reason=f"not received by the broker ({exc})"
             )
+            risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
         return order
     updates = [
         BrokerOrderUpdate(UpdateKind.ACCEPTED, order.client_order_id, state.broker_order_id, timezone.now())
@@ -461,6 +464,8 @@ def order_apply_updates(
                 orders[update.client_order_id] = order
             filled |= _apply_one(order, account, update)
             last = order
+        # fills, closes and replaces change the user's exposure: fold them into the risk book
+        risk_book_refresh(user_id=account.user_id, symbols={o.symbol for o in orders.values()})
     if filled and sync_account:
         brokers_services.broker_account_sync(account=account)
     if filled:
@@ -696,6 +701,12 @@ def positions_revalue(*, mids: dict[str, Decimal]) -> int:
         _position_store(position, state, price)
         changed.append(position)
     Position.objects.bulk_update(changed, ["market_price", "market_value", "unrealized_pnl"], batch_size=500)
+    touched: dict[int, set[str]] = {}
+    for position in changed:
+        touched.setdefault(position.user_id, set()).add(position.symbol)
+    for user_id, symbols in sorted(touched.items()):  # new marks revalue the risk book
+        with transaction.atomic():
+            risk_book_refresh(user_id=user_id, symbols=symbols)
     return len(changed)
 
 
@@ -732,6 +743,7 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
                 reason="cancelled before submission",
                 fields=("cancelled_at",),
             )
+            risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
             return order
         _transition(order, OrderEventType.REQUEST_CANCEL, actor=actor)
     account = order.broker

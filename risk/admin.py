@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from orders import services as order_services
-from risk.models import Reservation, RiskAlert, RiskProfile
+from risk.book import risk_book_verify
+from risk.models import Reservation, RiskAlert, RiskBook, RiskProfile
 from risk.monitoring import risk_alert_acknowledge
 
 
@@ -156,3 +157,27 @@ class RiskAlertAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(RiskBook)
+class RiskBookAdmin(admin.ModelAdmin):
+    """The cached exposure totals: read-only; the action checks them against the book and repairs."""
+
+    list_display = ["user", "gross", "long_value", "short_value", "market_value", "open_orders", "updated_at"]
+    search_fields = ["user__username"]
+    actions = ["verify"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Check against positions and orders (rebuild if out of step)")
+    def verify(self, request, queryset) -> None:
+        wrong = [book.user for book in queryset if not risk_book_verify(user_id=book.user_id)]
+        if wrong:
+            names = ", ".join(str(u) for u in wrong)
+            self.message_user(request, f"Rebuilt out-of-step books of: {names}.", messages.WARNING)
+        else:
+            self.message_user(request, f"{queryset.count()} book(s) in step with positions and orders.")

@@ -7,6 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from risk.domain.context import TradingState
+from trademaster.fields import ExactDecimalField
 
 MONEY = {"max_digits": 18, "decimal_places": 8}
 
@@ -140,3 +141,55 @@ class RiskAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.severity} {self.rule} {self.symbol}".strip()
+
+
+class RiskBook(models.Model):
+    """The running totals of a user's risk book (``risk.domain.book.BookTotals``).
+
+    A cache of the positions and open orders, kept in the same transactions that change them,
+    under the user's RiskProfile row lock; ``risk.book`` writes it, the pre-trade check reads it.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="risk_book")
+    gross = ExactDecimalField(default=Decimal(0))
+    long_value = ExactDecimalField(default=Decimal(0))
+    short_value = ExactDecimalField(default=Decimal(0))
+    market_value = ExactDecimalField(default=Decimal(0))
+    open_orders = models.IntegerField(default=0)
+    # {"EQUITY": "123.45", "": "..."} ("" = unknown class)
+    # {"<account id>": {"gross": "..", "reserved": ".."}}
+    by_asset_class = models.JSONField(default=dict)
+    by_broker = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "risk_books"
+
+    def __str__(self) -> str:
+        return f"risk book of {self.user}"
+
+
+class RiskBookLeg(models.Model):
+    """One (broker account, symbol) of a user's risk book (``risk.domain.book.BookLeg``)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    broker = models.ForeignKey("brokers.BrokerAccount", on_delete=models.CASCADE, related_name="+")
+    symbol = models.CharField(max_length=20)
+    asset_class = models.CharField(max_length=10, blank=True, default="")
+    net = ExactDecimalField(default=Decimal(0))
+    open_buy = ExactDecimalField(default=Decimal(0))
+    open_sell = ExactDecimalField(default=Decimal(0))
+    open_orders = models.IntegerField(default=0)
+    mark = ExactDecimalField(null=True)
+    order_price = ExactDecimalField(null=True)
+    reserved = ExactDecimalField(default=Decimal(0))
+    market_value = ExactDecimalField(default=Decimal(0))
+
+    class Meta:
+        db_table = "risk_book_legs"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "symbol", "broker"], name="risk_book_leg_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} at account {self.broker_id}"

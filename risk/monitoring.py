@@ -24,8 +24,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from brokers.models import BrokerAccount
+from risk.book import risk_book_verify
 from risk.domain.monitoring import SEVERITY_RANK, Breach, PortfolioSnapshot, Severity, evaluate
-from risk.models import RiskAlert, RiskProfile
+from risk.models import RiskAlert, RiskBook, RiskProfile
 from risk.services import _equity_marks, _limits, risk_profile_get
 from trademaster.errors import Conflict
 from trademaster.outbox import outbox_record
@@ -122,17 +123,22 @@ def risk_monitor_user(*, user, now: dt.datetime | None = None) -> list[RiskAlert
 
 def risk_monitor_all(*, now: dt.datetime | None = None) -> int:
     """Run the monitor for every user holding a position; the number of users checked.
-    One user's failure is logged and does not stop the others."""
+
+    Each user's risk book is first compared with its positions and orders (and repaired if a
+    write went around the services). One user's failure is logged and does not stop the others.
+    """
     from django.contrib.auth import get_user_model
 
     from orders.models import Position
 
     now = now or timezone.now()
-    user_ids = Position.objects.exclude(quantity=0).values_list("user_id", flat=True).distinct()
+    user_ids = set(Position.objects.exclude(quantity=0).values_list("user_id", flat=True).distinct())
+    user_ids |= set(RiskBook.objects.values_list("user_id", flat=True))
     users = get_user_model().objects.filter(pk__in=list(user_ids)).order_by("pk")
     count = 0
     for user in users:
         try:
+            risk_book_verify(user_id=user.pk)
             risk_monitor_user(user=user, now=now)
         except Exception:
             logger.exception("risk monitoring failed for user %s", user.pk)

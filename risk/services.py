@@ -1,34 +1,43 @@
 """Pre-trade risk: the single gate every order passes before it reaches a broker.
 
 Concurrency: ``risk_check_order`` runs inside the transaction that places the order and takes
-two row locks, always in this order: the user's RiskProfile (per-user limits: positions,
-exposure, open orders, order rate) and the order's BrokerAccount (its buying power). Whatever
-it reads about other orders is committed state, so two concurrent orders are decided one after
-the other and can never together exceed a limit. The buying power an approved order needs is
-held as a Reservation row until the order closes.
+two row locks, always in this order: the user's RiskProfile (the risk lock: per-user limits and
+the user's risk book) and the order's BrokerAccount (its buying power). It reads the book's
+totals and the order's symbol (``risk.book``), never the whole book, so its cost does not grow
+with the number of positions and orders. Whatever it reads about other orders is committed state,
+so two concurrent orders are decided one after the other and can never together exceed a limit.
+The buying power an approved order needs is held as a Reservation row until the order closes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from brokers.models import BrokerAccount
 from orders.domain.enums import OPEN_STATUSES, AssetClass, OrderType, Side
+from risk.book import (
+    BookView,
+    risk_book_add_order,
+    risk_book_refresh,
+    risk_book_totals,
+    risk_book_view,
+    risk_lock,
+    source_legs,
+)
 from risk.domain.assessment import RiskAssessment, RuleFailure
+from risk.domain.book import BookTotals, OpenOrder, reserved_remaining
 from risk.domain.context import (
-    OpenOrder,
-    PositionLeg,
+    RATE_WINDOW,
     ProposedOrder,
     Quote,
-    RecentOrder,
     RiskContext,
     RiskLimits,
     TradingState,
@@ -39,6 +48,7 @@ from risk.domain.daytrading import (
     PendingOrder,
     Trade,
     check_order,
+    counts_pending_orders,
     day_trade_window,
 )
 from risk.domain.exchange_calendar import EXCHANGE_TIMEZONE
@@ -49,7 +59,6 @@ from trademaster.outbox import outbox_record
 if TYPE_CHECKING:
     from orders.models import Order
 
-RECENT = dt.timedelta(seconds=60)
 _OPEN = [s.value for s in OPEN_STATUSES]
 
 
@@ -85,31 +94,19 @@ def _limits(profile: RiskProfile) -> RiskLimits:
     )
 
 
-def _reserved(account: BrokerAccount, exclude_order_id: int | None) -> Decimal:
-    """Buying power held by the account's open orders, pro rata to what is still unfilled."""
-    total = Decimal(0)
-    rows = (
-        Reservation.objects.filter(account=account, order__status__in=_OPEN)
-        .exclude(order_id=exclude_order_id)
-        .values_list("amount", "order__quantity", "order__filled_quantity")
-    )
-    for amount, quantity, filled in rows:
-        total += amount * (quantity - filled) / quantity
-    return total
-
-
-def _equity(user) -> Decimal:
+def _equity(user, totals: BookTotals) -> Decimal:
     """Live equity across brokers: cash at every account plus every position at its latest mark."""
-    from orders.models import Position
-
     cash = BrokerAccount.objects.filter(user=user).aggregate(v=Sum("cash"))["v"] or Decimal(0)
-    marked = Position.objects.filter(user=user).aggregate(v=Sum("market_value"))["v"] or Decimal(0)
-    return cash + marked
+    return cash + totals.market_value
 
 
-def _equity_marks(profile: RiskProfile, user, now: dt.datetime, *, save: bool) -> tuple[Decimal, Decimal]:
+def _equity_marks(
+    profile: RiskProfile, user, now: dt.datetime, *, save: bool, totals: BookTotals | None = None
+) -> tuple[Decimal, Decimal]:
     """Today's P&L and drawdown from the user's total equity across brokers."""
-    equity = _equity(user)
+    if totals is None:
+        totals = risk_book_totals(user_id=user.pk)
+    equity = _equity(user, totals)
     today = now.date()
     start, peak = profile.day_start_equity, profile.day_peak_equity
     if profile.day != today or start is None or peak is None:
@@ -123,6 +120,33 @@ def _equity_marks(profile: RiskProfile, user, now: dt.datetime, *, save: bool) -
     return equity - start, peak - equity
 
 
+def _recent_activity(
+    user, proposed: ProposedOrder, profile: RiskProfile, now: dt.datetime, exclude_order_id: int | None
+) -> tuple[int, bool]:
+    """Orders the user created in the last 60 s, and whether one duplicates the proposed order."""
+    from orders.models import Order
+
+    dup_since = now - dt.timedelta(seconds=profile.duplicate_window_seconds)
+    same = Q(
+        created_at__gte=dup_since,
+        symbol=proposed.symbol,
+        side=proposed.side.value,
+        quantity=proposed.quantity,
+        price=proposed.price,
+    )
+    if proposed.client_order_id_given:
+        same = Q(pk__in=[])
+    found = (
+        Order.objects.filter(user=user, created_at__gte=min(now - RATE_WINDOW, dup_since))
+        .exclude(pk=exclude_order_id)
+        .aggregate(
+            rate=Count("pk", filter=Q(created_at__gt=now - RATE_WINDOW)),
+            duplicates=Count("pk", filter=same),
+        )
+    )
+    return found["rate"], found["duplicates"] > 0
+
+
 def _context(
     *,
     user,
@@ -130,62 +154,37 @@ def _context(
     proposed: ProposedOrder,
     quote: Quote | None,
     profile: RiskProfile,
-    exclude_order_id: int | None,
+    order_id: int | None,
+    replacing: bool,
     now: dt.datetime,
     save_marks: bool,
+    view: BookView | None,
 ) -> RiskContext:
-    from orders.models import Order, Position
+    """The order's symbol in full and the rest of the book as totals (``risk.book``).
 
-    # plain rows, not model instances: a user may hold thousands of positions and orders
-    positions = tuple(
-        PositionLeg(broker_id, symbol, AssetClass(asset_class), quantity, price or cost)
-        for broker_id, symbol, asset_class, quantity, price, cost in Position.objects.filter(user=user)
-        .exclude(quantity=0)
-        .values_list("broker_id", "symbol", "asset_class", "quantity", "market_price", "average_cost")
-    )
-    quote_price = {proposed.symbol: quote.last} if quote else {}
-    open_orders = tuple(
-        OpenOrder(
-            broker_id,
-            symbol,
-            Side(side),
-            quantity - filled,
-            price or stop or quote_price.get(symbol) or average or Decimal(0),
-        )
-        for broker_id, symbol, side, quantity, filled, price, stop, average in Order.objects.filter(
-            user=user, status__in=_OPEN
-        )
-        .exclude(pk=exclude_order_id)
-        .values_list(
-            "broker_id",
-            "symbol",
-            "side",
-            "quantity",
-            "filled_quantity",
-            "price",
-            "stop_price",
-            "average_fill_price",
-        )
-    )
-    window = max(RECENT, dt.timedelta(seconds=profile.duplicate_window_seconds))
-    recent = tuple(
-        RecentOrder(symbol, Side(side), quantity, price, created_at)
-        for symbol, side, quantity, price, created_at in Order.objects.filter(
-            user=user, created_at__gte=now - window
-        )
-        .exclude(pk=exclude_order_id)
-        .values_list("symbol", "side", "quantity", "price", "created_at")
-    )
-    daily_pnl, drawdown = _equity_marks(profile, user, now, save=save_marks)
+    ``order_id`` is the order being decided, if persisted: a new order is not in the book yet; an
+    order being replaced is, and is taken out so that it is judged as if it were new.
+    """
+    view = view or risk_book_view(user_id=user.pk, symbol=proposed.symbol, exclude_order_id=order_id)
+    totals, stored = view.totals, view.legs
+    others = totals.swap(stored, ())
+    mine = stored
+    if replacing:
+        mine = source_legs(user.pk, [proposed.symbol], exclude_order_id=order_id)
+    count, duplicate = _recent_activity(user, proposed, profile, now, order_id)
+    daily_pnl, drawdown = _equity_marks(profile, user, now, save=save_marks, totals=totals)
     return RiskContext(
         limits=_limits(profile),
         order=proposed,
         quote=quote,
-        positions=positions,
-        open_orders=open_orders,
-        recent_orders=recent,
+        symbol_legs=tuple(mine),
+        others=others,
+        open_orders=others.open_orders + sum(leg.open_orders for leg in mine),
+        orders_last_minute=count,
+        duplicate=duplicate,
         buying_power=account.buying_power,
-        reserved=_reserved(account, exclude_order_id),
+        reserved=others.broker_reserved.get(account.pk, Decimal(0))
+        + sum((leg.reserved for leg in mine if leg.broker_id == account.pk), Decimal(0)),
         daily_pnl=daily_pnl,
         drawdown=drawdown,
         now=now,
@@ -197,6 +196,7 @@ def _day_trading_failure(
     account: BrokerAccount,
     proposed: ProposedOrder,
     notional: Decimal,
+    reserved: Decimal,
     now: dt.datetime,
     exclude_order_id: int | None,
 ) -> RuleFailure | None:
@@ -206,6 +206,15 @@ def _day_trading_failure(
     policy = DayTradingPolicy(account.day_trading_policy)
     if policy is DayTradingPolicy.OFF:
         return None
+    subject = DayTradingAccount(
+        policy=policy,
+        is_margin_account=account.margin_account,
+        last_equity=account.total_value,
+        crypto=proposed.asset_class is AssetClass.CRYPTO,
+        # the broker's buying power is its intraday margin allowance; open orders already use some
+        intraday_buying_power=account.buying_power,
+        intraday_exposure=reserved,
+    )
     zone = ZoneInfo(EXCHANGE_TIMEZONE)
     today = now.astimezone(zone).date()
     since = dt.datetime.combine(day_trade_window(today)[0], dt.time(0), tzinfo=zone)
@@ -215,22 +224,21 @@ def _day_trading_failure(
             broker=account, executed_at__gte=since
         ).values_list("symbol", "side", "quantity", "executed_at")
     ]
-    pending = [
-        PendingOrder(symbol, Side(side), quantity - filled)
-        for symbol, side, quantity, filled in Order.objects.filter(broker=account, status__in=_OPEN)
-        .exclude(pk=exclude_order_id)
-        .values_list("symbol", "side", "quantity", "filled_quantity")
-    ]
+    pending: list[PendingOrder] = []
+    if counts_pending_orders(subject):
+        # only symbols where pending orders can make a day trade: traded today, the order's own,
+        # or with orders working on both sides
+        open_orders = Order.objects.filter(broker=account, status__in=_OPEN).exclude(pk=exclude_order_id)
+        both_sides = open_orders.values("symbol").annotate(sides=Count("side", distinct=True)).filter(sides=2)
+        relevant = {proposed.symbol} | {t.symbol for t in trades if t.day == today}
+        pending = [
+            PendingOrder(symbol, Side(side), quantity - filled)
+            for symbol, side, quantity, filled in open_orders.filter(
+                Q(symbol__in=relevant) | Q(symbol__in=both_sides.values("symbol"))
+            ).values_list("symbol", "side", "quantity", "filled_quantity")
+        ]
     verdict = check_order(
-        DayTradingAccount(
-            policy=policy,
-            is_margin_account=account.margin_account,
-            last_equity=account.total_value,
-            crypto=proposed.asset_class is AssetClass.CRYPTO,
-            # the broker's buying power is its intraday margin allowance; open orders already use some
-            intraday_buying_power=account.buying_power,
-            intraday_exposure=_reserved(account, exclude_order_id),
-        ),
+        subject,
         symbol=proposed.symbol,
         side=proposed.side,
         quantity=proposed.quantity,
@@ -270,9 +278,11 @@ def _decide(
     proposed: ProposedOrder,
     quote: Quote | None,
     profile: RiskProfile,
-    exclude_order_id: int | None,
+    order_id: int | None,
+    replacing: bool = False,
     now: dt.datetime,
     save_marks: bool,
+    view: BookView | None = None,
 ) -> RiskAssessment:
     context = _context(
         user=user,
@@ -280,9 +290,11 @@ def _decide(
         proposed=proposed,
         quote=quote,
         profile=profile,
-        exclude_order_id=exclude_order_id,
+        order_id=order_id,
+        replacing=replacing,
         now=now,
         save_marks=save_marks,
+        view=view,
     )
     assessment = assess(context)
     if profile.pdt_enforcement:
@@ -290,8 +302,9 @@ def _decide(
             account=account,
             proposed=proposed,
             notional=assessment.projected.order_notional,
+            reserved=context.reserved,
             now=now,
-            exclude_order_id=exclude_order_id,
+            exclude_order_id=order_id,
         )
         if failure is not None:
             assessment = dataclasses.replace(assessment, failures=(*assessment.failures, failure))
@@ -313,7 +326,7 @@ def risk_assess(
         proposed=proposed,
         quote=quote,
         profile=risk_profile_get(user=user),
-        exclude_order_id=None,
+        order_id=None,
         now=now or timezone.now(),
         save_marks=False,
     )
@@ -327,22 +340,52 @@ def risk_check_order(*, order: Order, quote: Quote | None, client_order_id_given
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("risk_check_order must run inside the placing transaction")
-    risk_profile_get(user=order.user)  # make sure the row exists before locking it
-    profile = RiskProfile.objects.select_for_update().get(user_id=order.user_id)
+    profile = _profile_locked(order.user_id)
     account = BrokerAccount.objects.select_for_update().get(pk=order.broker_id)
+    view = risk_book_view(user_id=order.user_id, symbol=order.symbol, exclude_order_id=order.pk)
     assessment = _decide(
         user=order.user,
         account=account,
         proposed=proposed_from_order(order, client_order_id_given=client_order_id_given),
         quote=quote,
         profile=profile,
-        exclude_order_id=order.pk,
+        order_id=order.pk,
         now=timezone.now(),
         save_marks=True,
+        view=view,
     )
-    if assessment.approved and assessment.reserve > 0:
-        Reservation.objects.create(order=order, account=account, amount=assessment.reserve)
+    if assessment.approved:
+        held = _as_stored(assessment.reserve)
+        if held > 0:
+            Reservation.objects.create(order=order, account=account, amount=held)
+        # the order joins the book as it stands: open, nothing filled, its reservation held
+        risk_book_add_order(
+            view,
+            OpenOrder(
+                broker_id=order.broker_id,
+                symbol=order.symbol,
+                side=Side(order.side),
+                remaining=order.quantity,
+                price=order.price or order.stop_price or Decimal(0),
+                asset_class=AssetClass(order.asset_class),
+                reserved=reserved_remaining(held, order.quantity, Decimal(0)),
+            ),
+        )
     return assessment
+
+
+def _as_stored(amount: Decimal) -> Decimal:
+    """A reservation as its DECIMAL(18,8) column keeps it: rounded up, never under-reserved."""
+    return amount.quantize(Decimal("1e-8"), rounding=ROUND_UP)
+
+
+def _profile_locked(user_id: int) -> RiskProfile:
+    """The user's RiskProfile under its row lock (the risk lock), created if missing."""
+    try:
+        return RiskProfile.objects.select_for_update().get(user_id=user_id)
+    except RiskProfile.DoesNotExist:
+        risk_lock(user_id)  # creates it
+        return RiskProfile.objects.get(user_id=user_id)
 
 
 def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskProfile:
@@ -352,9 +395,8 @@ def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskPro
     decided concurrently is decided entirely before or entirely after the change.
     """
     state = TradingState(state)
-    risk_profile_get(user=user)  # make sure the row exists before locking it
     with transaction.atomic():
-        profile = RiskProfile.objects.select_for_update().get(user_id=user.pk)
+        profile = _profile_locked(user.pk)
         before = profile.trading_state
         profile.trading_state = state.value
         profile.save(update_fields=["trading_state", "updated_at"])
@@ -377,8 +419,7 @@ def risk_check_replace(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("risk_check_replace must run inside the replacing transaction")
-    risk_profile_get(user=order.user)
-    profile = RiskProfile.objects.select_for_update().get(user_id=order.user_id)
+    profile = _profile_locked(order.user_id)
     account = BrokerAccount.objects.select_for_update().get(pk=order.broker_id)
     remaining = quantity - order.filled_quantity
     proposed = dataclasses.replace(
@@ -393,17 +434,19 @@ def risk_check_replace(
         proposed=proposed,
         quote=quote,
         profile=profile,
-        exclude_order_id=order.pk,
+        order_id=order.pk,
+        replacing=True,
         now=timezone.now(),
         save_marks=True,
     )
     if assessment.approved:
         # reservations are pro-rated by (quantity - filled) / quantity: store the full-size amount
-        amount = assessment.reserve * quantity / remaining
+        amount = _as_stored(assessment.reserve * quantity / remaining)
         if amount > 0:
             Reservation.objects.update_or_create(order=order, defaults={"account": account, "amount": amount})
         else:
             Reservation.objects.filter(order=order).delete()
+        risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])  # its reservation changed
     return assessment
 
 

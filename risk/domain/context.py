@@ -1,18 +1,24 @@
-"""What a pre-trade check sees: the limits, the proposed order and a snapshot of the book.
+"""What a pre-trade check sees: the limits, the proposed order and a summary of the book.
 
 Plain Python. ``risk.services`` builds a :class:`RiskContext` from the database under the
-account's lock; the rules in ``risk.domain.rules`` read it and never touch anything else.
+user's and the account's locks: the order's own symbol in full (its legs at every broker) and
+the rest of the book as running totals (``risk.domain.book``), so a check costs the same with
+ten positions or ten thousand. The rules in ``risk.domain.rules`` read it and nothing else.
 All amounts are Decimal; notional values are in the account currency (USD).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
 from orders.domain.enums import AssetClass, OrderType, Side
+from risk.domain.book import BookLeg, BookTotals, OpenOrder, PositionLeg, legs_from, totals_of
+
+RATE_WINDOW = dt.timedelta(seconds=60)
 
 
 class TradingState(StrEnum):
@@ -65,24 +71,6 @@ class Quote:
 
 
 @dataclass(frozen=True, slots=True)
-class PositionLeg:
-    broker_id: int
-    symbol: str
-    asset_class: AssetClass
-    quantity: Decimal  # signed
-    price: Decimal  # mark price
-
-
-@dataclass(frozen=True, slots=True)
-class OpenOrder:
-    broker_id: int
-    symbol: str
-    side: Side
-    remaining: Decimal
-    price: Decimal  # the price its exposure is valued at (limit, stop, or the quote)
-
-
-@dataclass(frozen=True, slots=True)
 class RecentOrder:
     symbol: str
     side: Side
@@ -91,16 +79,71 @@ class RecentOrder:
     created_at: dt.datetime
 
 
+def recent_activity(
+    recent: tuple[RecentOrder, ...], order: ProposedOrder, now: dt.datetime, duplicate_window_seconds: int
+) -> tuple[int, bool]:
+    """From the user's recent orders: how many in the last 60 s, and whether one duplicates ``order``.
+
+    ``risk.services`` asks the database the same two questions; this is their plain-Python form.
+    """
+    since = now - RATE_WINDOW
+    count = sum(1 for r in recent if r.created_at > since)
+    dup_since = now - dt.timedelta(seconds=duplicate_window_seconds)
+    duplicate = any(
+        (r.symbol, r.side, r.quantity, r.price) == (order.symbol, order.side, order.quantity, order.price)
+        and r.created_at >= dup_since
+        for r in recent
+    )
+    return count, duplicate
+
+
 @dataclass(frozen=True, slots=True)
 class RiskContext:
     limits: RiskLimits
     order: ProposedOrder
     quote: Quote | None  # the order's symbol at the order's broker; None when no quote is known
-    positions: tuple[PositionLeg, ...]  # every non-zero position of the user, every broker
-    open_orders: tuple[OpenOrder, ...]  # every open order of the user (not this one)
-    recent_orders: tuple[RecentOrder, ...]  # the user's orders of the last few minutes (not this one)
+    symbol_legs: tuple[BookLeg, ...]  # the order's symbol at every broker (this order not included)
+    others: BookTotals  # the rest of the user's book: every other symbol
+    open_orders: int  # the user's open orders (this one not included)
+    orders_last_minute: int  # orders the user created in the last 60 s (this one not included)
+    duplicate: bool  # a recent order, within the duplicate window, with the same symbol, side, qty, price
     buying_power: Decimal  # the order's broker account: buying power before open-order reservations
-    reserved: Decimal  # buying power already reserved by that account's open buy orders
+    reserved: Decimal  # buying power already reserved by that account's open orders
     daily_pnl: Decimal  # today's realized + unrealized P&L of the user (negative is a loss)
     drawdown: Decimal  # today's peak equity minus current equity (>= 0)
     now: dt.datetime
+
+
+def context_from_book(
+    *,
+    limits: RiskLimits,
+    order: ProposedOrder,
+    quote: Quote | None,
+    positions: Iterable[PositionLeg],
+    open_orders: Iterable[OpenOrder],
+    recent_orders: tuple[RecentOrder, ...] = (),
+    buying_power: Decimal,
+    reserved: Decimal,
+    daily_pnl: Decimal,
+    drawdown: Decimal,
+    now: dt.datetime,
+) -> RiskContext:
+    """A context from the whole book as plain rows: what ``risk.services`` keeps incrementally."""
+    open_orders = tuple(open_orders)
+    legs = legs_from(positions, open_orders)
+    count, duplicate = recent_activity(recent_orders, order, now, limits.duplicate_window_seconds)
+    return RiskContext(
+        limits=limits,
+        order=order,
+        quote=quote,
+        symbol_legs=tuple(leg for leg in legs if leg.symbol == order.symbol),
+        others=totals_of(leg for leg in legs if leg.symbol != order.symbol),
+        open_orders=len(open_orders),
+        orders_last_minute=count,
+        duplicate=duplicate,
+        buying_power=buying_power,
+        reserved=reserved,
+        daily_pnl=daily_pnl,
+        drawdown=drawdown,
+        now=now,
+    )

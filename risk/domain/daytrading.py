@@ -202,6 +202,15 @@ def _potential(
 # --- the check --------------------------------------------------------------------------------------
 
 
+def counts_pending_orders(account: DayTradingAccount) -> bool:
+    """Whether :func:`check_order` looks at the account's pending orders (else pass none)."""
+    if account.crypto or not account.is_margin_account:
+        return False
+    if account.policy is DayTradingPolicy.LEGACY_PDT:
+        return account.last_equity < PDT_EQUITY_MINIMUM
+    return account.policy is DayTradingPolicy.BROKER_ENFORCED
+
+
 def check_order(
     account: DayTradingAccount,
     *,

@@ -52,19 +52,11 @@ Reference price:
 A missing or non-positive price counts as no price.
 
 Worst case: an open order may fill. A position quantity is the current net quantity, plus every
-open order on the order's side, plus this order. For the portfolio figures (gross, net, asset
-class, broker), each symbol can end anywhere between two cases:
-* long case: net + every open buy;
-* short case: net - every open sell.
-The order is added to the case on its side. Gross counts the larger of the two, |long| and
-|short|. Net is the larger of |sum of long cases| and |sum of short cases|.
-
-Prices used for those figures:
-* the order's symbol: the reference price;
-* any other symbol: its positions' mark price, or, with no position, its open orders' price (the
-  highest where they differ).
-An open order in a symbol with no position gets its asset class from the symbol. If the symbol
-tells nothing, the order counts toward the asset class being checked.
+open order on the order's side, plus this order. The portfolio figures (gross, net, asset class,
+broker) are worked out per symbol as ``risk.domain.book`` describes (long case: net + every open
+buy; short case: net - every open sell; the order added to the case on its side). The context
+carries the rest of the book as totals and the order's symbol as legs, which are revalued here
+at the order's reference price, so only the order's symbol is valued at the order's price.
 
 Reducing: the order is on the opposite side of the current net position in its symbol, and with
 the open orders already working on its side it does not go past zero (no flip). A reducing order
@@ -79,20 +71,18 @@ It is exempt from these:
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from orders.domain.enums import AssetClass, OrderType, Side
-from orders.domain.validation import asset_class_of
+from orders.domain.enums import OrderType, Side
 from risk.domain.assessment import ProjectedExposure, RiskAssessment, RuleFailure
-from risk.domain.context import OpenOrder, PositionLeg, ProposedOrder, RiskContext, TradingState
+from risk.domain.book import Extra, contribution
+from risk.domain.context import ProposedOrder, RiskContext, TradingState
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
-RATE_WINDOW = dt.timedelta(seconds=60)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,88 +134,31 @@ def reference_price(ctx: RiskContext) -> Decimal | None:
     return _positive(quote.ask if order.side == Side.BUY else quote.bid)
 
 
-def _working_on_side(open_orders: Iterable[OpenOrder], symbol: str, side: Side) -> Decimal:
-    return sum((o.remaining for o in open_orders if o.symbol == symbol and o.side == side), ZERO)
-
-
 def _reduces(order: ProposedOrder, position: Decimal, working: Decimal) -> bool:
     opposite = order.side.sign * position < 0
     return opposite and working + order.quantity <= abs(position)
 
 
-Cases = dict[str, tuple[Decimal, Decimal]]  # symbol -> (long case, short case) quantities
-
-
-def _cases(
-    legs: Iterable[PositionLeg], open_orders: Iterable[OpenOrder], order: ProposedOrder | None
-) -> Cases:
-    """Per symbol: (net + every open buy, net - every open sell), the order added on its side."""
-    net: dict[str, Decimal] = {}
-    buys: dict[str, Decimal] = {}
-    sells: dict[str, Decimal] = {}
-    for leg in legs:
-        net[leg.symbol] = net.get(leg.symbol, ZERO) + leg.quantity
-    working = [(o.symbol, o.side, o.remaining) for o in open_orders]
-    if order is not None:
-        working.append((order.symbol, order.side, order.quantity))
-    for symbol, side, quantity in working:
-        book = buys if side == Side.BUY else sells
-        book[symbol] = book.get(symbol, ZERO) + quantity
-    symbols = net.keys() | buys.keys() | sells.keys()
-    return {s: (net.get(s, ZERO) + buys.get(s, ZERO), net.get(s, ZERO) - sells.get(s, ZERO)) for s in symbols}
-
-
-def _gross(cases: Cases, prices: dict[str, Decimal]) -> Decimal:
-    return sum((max(abs(long), abs(short)) * prices[s] for s, (long, short) in cases.items()), ZERO)
-
-
-def _net(cases: Cases, prices: dict[str, Decimal]) -> Decimal:
-    long_case = sum((long * prices[s] for s, (long, _) in cases.items()), ZERO)
-    short_case = sum((short * prices[s] for s, (_, short) in cases.items()), ZERO)
-    return max(abs(long_case), abs(short_case))
-
-
-def _prices(ctx: RiskContext, reference: Decimal) -> dict[str, Decimal]:
-    order_prices: dict[str, Decimal] = {}
-    for o in ctx.open_orders:
-        order_prices[o.symbol] = max(o.price, order_prices.get(o.symbol, o.price))
-    marks: dict[str, Decimal] = {}
-    for leg in ctx.positions:
-        marks[leg.symbol] = max(leg.price, marks.get(leg.symbol, leg.price))
-    return {**order_prices, **marks, ctx.order.symbol: reference}
-
-
-def _asset_classes(ctx: RiskContext) -> dict[str, AssetClass | None]:
-    classes: dict[str, AssetClass | None] = {o.symbol: asset_class_of(o.symbol) for o in ctx.open_orders}
-    classes.update({leg.symbol: leg.asset_class for leg in ctx.positions})
-    classes[ctx.order.symbol] = ctx.order.asset_class
-    return classes
-
-
 def _exposure(ctx: RiskContext, reference: Decimal, with_order: bool) -> Exposure:
-    order = ctx.order if with_order else None
-    prices = _prices(ctx, reference)
-    classes = _asset_classes(ctx)
-    cases = _cases(ctx.positions, ctx.open_orders, order)
-    in_class = {s: c for s, c in cases.items() if classes[s] in (None, ctx.order.asset_class)}
-    broker_cases = _cases(
-        [leg for leg in ctx.positions if leg.broker_id == ctx.order.broker_id],
-        [o for o in ctx.open_orders if o.broker_id == ctx.order.broker_id],
-        order,
-    )
+    """The book's figures: the rest of the book plus the order's symbol valued at ``reference``."""
+    order, others = ctx.order, ctx.others
+    extra = Extra(order.broker_id, order.side, order.quantity) if with_order else None
+    mine = contribution(ctx.symbol_legs, reference, extra)
     return Exposure(
-        gross=_gross(cases, prices),
-        net=_net(cases, prices),
-        asset_class=_gross(in_class, prices),
-        broker=_gross(broker_cases, prices),
+        gross=others.gross + mine.gross,
+        net=max(abs(others.long_value + mine.long_value), abs(others.short_value + mine.short_value)),
+        asset_class=others.in_asset_class(order.asset_class) + mine.gross,
+        broker=others.broker_gross.get(order.broker_id, ZERO) + mine.broker_gross.get(order.broker_id, ZERO),
     )
 
 
 def derive(ctx: RiskContext) -> Derived:
     order = ctx.order
     price = reference_price(ctx)
-    position = sum((leg.quantity for leg in ctx.positions if leg.symbol == order.symbol), ZERO)
-    working = _working_on_side(ctx.open_orders, order.symbol, order.side)
+    position = sum((leg.net for leg in ctx.symbol_legs), ZERO)
+    working = sum(
+        (leg.open_buy if order.side == Side.BUY else leg.open_sell for leg in ctx.symbol_legs), ZERO
+    )
     position_before = position + order.side.sign * working
     reduces = _reduces(order, position, working)
     notional = order.quantity * price if price is not None else ZERO
@@ -460,7 +393,7 @@ def max_broker_exposure(ctx: RiskContext, d: Derived) -> RuleFailure | None:
 
 
 def max_open_orders(ctx: RiskContext, d: Derived) -> RuleFailure | None:
-    limit, value = ctx.limits.max_open_orders, len(ctx.open_orders) + 1
+    limit, value = ctx.limits.max_open_orders, ctx.open_orders + 1
     if limit is None or value <= limit:
         return None
     return RuleFailure(
@@ -475,8 +408,7 @@ def max_order_rate(ctx: RiskContext, d: Derived) -> RuleFailure | None:
     limit = ctx.limits.max_orders_per_minute
     if limit is None:
         return None
-    since = ctx.now - RATE_WINDOW
-    value = sum(1 for r in ctx.recent_orders if r.created_at > since) + 1
+    value = ctx.orders_last_minute + 1
     if value <= limit:
         return None
     return RuleFailure(
@@ -531,20 +463,15 @@ def insufficient_buying_power(ctx: RiskContext, d: Derived) -> RuleFailure | Non
 
 def duplicate_order(ctx: RiskContext, d: Derived) -> RuleFailure | None:
     o = ctx.order
-    if o.client_order_id_given:
+    if o.client_order_id_given or not ctx.duplicate:
         return None
-    since = ctx.now - dt.timedelta(seconds=ctx.limits.duplicate_window_seconds)
-    for r in ctx.recent_orders:
-        same = (r.symbol, r.side, r.quantity, r.price) == (o.symbol, o.side, o.quantity, o.price)
-        if same and r.created_at >= since:
-            at = "at market" if o.price is None else f"at {_money(o.price)}"
-            return RuleFailure(
-                "DUPLICATE_ORDER",
-                f"The same order ({o.side} {_qty(o.quantity)} {o.symbol} {at}) was placed in the last "
-                f"{ctx.limits.duplicate_window_seconds} seconds; send your own client_order_id to place it "
-                f"again (DUPLICATE_ORDER).",
-            )
-    return None
+    at = "at market" if o.price is None else f"at {_money(o.price)}"
+    return RuleFailure(
+        "DUPLICATE_ORDER",
+        f"The same order ({o.side} {_qty(o.quantity)} {o.symbol} {at}) was placed in the last "
+        f"{ctx.limits.duplicate_window_seconds} seconds; send your own client_order_id to place it "
+        f"again (DUPLICATE_ORDER).",
+    )
 
 
 RULES: tuple[Rule, ...] = (

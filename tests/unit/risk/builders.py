@@ -7,14 +7,14 @@ from dataclasses import replace
 from decimal import Decimal
 
 from orders.domain.enums import AssetClass, OrderType, Side
+from risk.domain.book import OpenOrder, PositionLeg
 from risk.domain.context import (
-    OpenOrder,
-    PositionLeg,
     ProposedOrder,
     Quote,
     RecentOrder,
     RiskContext,
     RiskLimits,
+    context_from_book,
 )
 
 D = Decimal
@@ -97,7 +97,7 @@ def context(
     **limit_overrides: object,
 ) -> RiskContext:
     """A context for ``order`` (default: :func:`proposed`); ``limit_overrides`` set RiskLimits fields."""
-    return RiskContext(
+    return context_from_book(
         limits=replace(limits or RiskLimits(), **limit_overrides),
         order=order if order is not None else proposed(),
         quote=quote,

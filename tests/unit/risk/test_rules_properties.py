@@ -1,7 +1,9 @@
 """Property tests for the risk rules: a simulated book never goes over a limit.
 
 Random orders are proposed against a small simulated book. Each accepted order becomes an open
-order in the next context. Open orders later fill in full or in part, or are cancelled. After
+order in the next context. The rest of the book reaches the rules as running totals, kept the
+way ``risk.book`` keeps them (one symbol swapped at a time), and they must always equal the
+totals worked out from scratch. Open orders later fill in full or in part, or are cancelled. After
 every step an independent oracle looks at every way the open orders could still fill (each
 one filled or not). In none of them may a limited figure be over its limit. Partial fills lie
 between those cases, and every figure is convex in the fills, so the cases cover them.
@@ -18,7 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from orders.domain.enums import AssetClass, OrderType, Side
-from risk.domain.context import OpenOrder, PositionLeg, ProposedOrder, Quote, RiskContext, RiskLimits
+from risk.domain.book import BookLeg, BookTotals, OpenOrder, PositionLeg, legs_from, totals_of
+from risk.domain.context import ProposedOrder, Quote, RiskContext, RiskLimits
 from risk.domain.rules import assess
 from tests.unit.risk.builders import NOW
 
@@ -56,29 +59,56 @@ class Book:
     buying_power: dict[int, Decimal]
     legs: dict[tuple[int, str], Decimal] = field(default_factory=dict)  # (broker, symbol) -> signed qty
     open: list[SimOrder] = field(default_factory=list)
+    totals: BookTotals | None = None  # running totals, kept one symbol at a time
+
+    def __post_init__(self) -> None:
+        self.totals = totals_of(self.book_legs())
 
     def reserved(self, broker_id: int) -> Decimal:
         return sum((o.reserved for o in self.open if o.broker_id == broker_id), ZERO)
 
+    def book_legs(self, symbol: str | None = None) -> list[BookLeg]:
+        """The book as ``risk.domain.book`` legs, from scratch (one symbol, or all)."""
+        positions = [
+            PositionLeg(broker_id=b, symbol=s, asset_class=SYMBOLS[s][0], quantity=q, price=SYMBOLS[s][1])
+            for (b, s), q in self.legs.items()
+            if symbol in (None, s)
+        ]
+        orders = [
+            OpenOrder(
+                broker_id=o.broker_id,
+                symbol=o.symbol,
+                side=o.side,
+                remaining=o.remaining,
+                price=o.price,
+                asset_class=SYMBOLS[o.symbol][0],
+                reserved=o.reserved,
+            )
+            for o in self.open
+            if symbol in (None, o.symbol)
+        ]
+        return legs_from(positions, orders)
+
+    def change(self, symbol: str, mutate) -> None:
+        """Apply ``mutate`` (which touches ``symbol`` only) and fold it into the running totals."""
+        old = self.book_legs(symbol)
+        mutate()
+        self.totals = self.totals.swap(old, self.book_legs(symbol))
+        assert self.totals == totals_of(self.book_legs())
+
 
 def context_for(book: Book, limits: RiskLimits, order: ProposedOrder) -> RiskContext:
     price = SYMBOLS[order.symbol][1]
+    mine = book.book_legs(order.symbol)
     return RiskContext(
         limits=limits,
         order=order,
         quote=Quote(bid=price, ask=price, last=price),
-        positions=tuple(
-            PositionLeg(broker_id=b, symbol=s, asset_class=SYMBOLS[s][0], quantity=q, price=SYMBOLS[s][1])
-            for (b, s), q in book.legs.items()
-            if q != 0
-        ),
-        open_orders=tuple(
-            OpenOrder(
-                broker_id=o.broker_id, symbol=o.symbol, side=o.side, remaining=o.remaining, price=o.price
-            )
-            for o in book.open
-        ),
-        recent_orders=(),
+        symbol_legs=tuple(mine),
+        others=book.totals.swap(mine, ()),
+        open_orders=len(book.open),
+        orders_last_minute=0,
+        duplicate=False,
         buying_power=book.buying_power[order.broker_id],
         reserved=book.reserved(order.broker_id),
         daily_pnl=ZERO,
@@ -229,21 +259,27 @@ def apply(book: Book, limits: RiskLimits, action: tuple) -> bool:
         assert within(quantity * price, limits.max_order_notional)
         assert result.reserve in (ZERO, quantity * price)
         assert result.reserve <= ctx.buying_power - ctx.reserved
-        book.open.append(SimOrder(broker_id, symbol, side, quantity, reserves=result.reserve > 0))
+        new = SimOrder(broker_id, symbol, side, quantity, reserves=result.reserve > 0)
+        book.change(symbol, lambda: book.open.append(new))
         return True
     elif book.open and kind == "fill":
         _, index, fraction = action
         o = book.open[index % len(book.open)]
         quantity = o.remaining * fraction
-        key = (o.broker_id, o.symbol)
-        book.legs[key] = book.legs.get(key, ZERO) + o.side.sign * quantity
-        if o.reserves:
-            book.buying_power[o.broker_id] -= quantity * o.price
-        o.remaining -= quantity
-        if o.remaining == 0:
-            book.open.remove(o)
+
+        def fill_it() -> None:
+            key = (o.broker_id, o.symbol)
+            book.legs[key] = book.legs.get(key, ZERO) + o.side.sign * quantity
+            if o.reserves:
+                book.buying_power[o.broker_id] -= quantity * o.price
+            o.remaining -= quantity
+            if o.remaining == 0:
+                book.open.remove(o)
+
+        book.change(o.symbol, fill_it)
     elif book.open and kind == "cancel":
-        book.open.pop(action[1] % len(book.open))
+        o = book.open[action[1] % len(book.open)]
+        book.change(o.symbol, lambda: book.open.remove(o))
     return False
 
 
