@@ -421,6 +421,12 @@ _EVENT_FOR_KIND = {
 }
 
 
+# updates that change neither an order's open quantity nor its price: the risk book stays as it is
+_BOOK_NEUTRAL = frozenset(
+    {UpdateKind.ACCEPTED, UpdateKind.TRIGGERED, UpdateKind.CANCEL_REJECTED, UpdateKind.REPLACE_REJECTED}
+)
+
+
 def order_apply_updates(
     *, account: BrokerAccount, updates: list[BrokerOrderUpdate], sync_account: bool = False
 ) -> Order | None:
@@ -432,6 +438,7 @@ def order_apply_updates(
     """
     last: Order | None = None
     filled = False
+    touched: set[str] = set()  # symbols whose exposure changed
     with transaction.atomic():
         orders: dict[str, Order] = {}
         for update in updates:
@@ -464,8 +471,10 @@ def order_apply_updates(
                 orders[update.client_order_id] = order
             filled |= _apply_one(order, account, update)
             last = order
+            if update.kind not in _BOOK_NEUTRAL:
+                touched.add(order.symbol)
         # fills, closes and replaces change the user's exposure: fold them into the risk book
-        risk_book_refresh(user_id=account.user_id, symbols={o.symbol for o in orders.values()})
+        risk_book_refresh(user_id=account.user_id, symbols=touched)
     if filled and sync_account:
         brokers_services.broker_account_sync(account=account)
     if filled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -23,14 +24,17 @@ from django.utils import timezone
 
 from brokers.models import BrokerAccount
 from orders.domain.enums import OPEN_STATUSES, AssetClass, OrderType, Side
+from risk import queries
 from risk.book import (
     BookView,
     risk_book_add_order,
+    risk_book_rebuild,
     risk_book_refresh,
     risk_book_totals,
     risk_book_view,
     risk_lock,
     source_legs,
+    totals_from_row,
 )
 from risk.domain.assessment import RiskAssessment, RuleFailure
 from risk.domain.book import BookTotals, OpenOrder, reserved_remaining
@@ -94,19 +98,22 @@ def _limits(profile: RiskProfile) -> RiskLimits:
     )
 
 
-def _equity(user, totals: BookTotals) -> Decimal:
-    """Live equity across brokers: cash at every account plus every position at its latest mark."""
-    cash = BrokerAccount.objects.filter(user=user).aggregate(v=Sum("cash"))["v"] or Decimal(0)
-    return cash + totals.market_value
-
-
 def _equity_marks(
-    profile: RiskProfile, user, now: dt.datetime, *, save: bool, totals: BookTotals | None = None
+    profile: RiskProfile,
+    user,
+    now: dt.datetime,
+    *,
+    save: bool,
+    totals: BookTotals | None = None,
+    cash: Decimal | None = None,
 ) -> tuple[Decimal, Decimal]:
-    """Today's P&L and drawdown from the user's total equity across brokers."""
+    """Today's P&L and drawdown from the user's live equity across brokers: the cash at every
+    account plus every position at its latest mark (both read here unless given)."""
     if totals is None:
         totals = risk_book_totals(user_id=user.pk)
-    equity = _equity(user, totals)
+    if cash is None:
+        cash = BrokerAccount.objects.filter(user=user).aggregate(v=Sum("cash"))["v"] or Decimal(0)
+    equity = cash + totals.market_value
     today = now.date()
     start, peak = profile.day_start_equity, profile.day_peak_equity
     if profile.day != today or start is None or peak is None:
@@ -124,27 +131,39 @@ def _recent_activity(
     user, proposed: ProposedOrder, profile: RiskProfile, now: dt.datetime, exclude_order_id: int | None
 ) -> tuple[int, bool]:
     """Orders the user created in the last 60 s, and whether one duplicates the proposed order."""
-    from orders.models import Order
+    return queries.recent_orders(
+        user_id=user.pk,
+        exclude_order_id=exclude_order_id,
+        rate_since=now - RATE_WINDOW,
+        duplicate_since=now - dt.timedelta(seconds=profile.duplicate_window_seconds),
+        duplicate_of=None
+        if proposed.client_order_id_given
+        else (proposed.symbol, proposed.side.value, proposed.quantity, proposed.price),
+    )
 
-    dup_since = now - dt.timedelta(seconds=profile.duplicate_window_seconds)
-    same = Q(
-        created_at__gte=dup_since,
-        symbol=proposed.symbol,
-        side=proposed.side.value,
-        quantity=proposed.quantity,
-        price=proposed.price,
-    )
-    if proposed.client_order_id_given:
-        same = Q(pk__in=[])
-    found = (
-        Order.objects.filter(user=user, created_at__gte=min(now - RATE_WINDOW, dup_since))
-        .exclude(pk=exclude_order_id)
-        .aggregate(
-            rate=Count("pk", filter=Q(created_at__gt=now - RATE_WINDOW)),
-            duplicates=Count("pk", filter=same),
-        )
-    )
-    return found["rate"], found["duplicates"] > 0
+
+@dataclass(frozen=True, slots=True)
+class _Locked:
+    """What the check reads under the risk lock and the account lock."""
+
+    profile: RiskProfile
+    view: BookView
+    account: BrokerAccount
+    cash: Decimal  # across the user's accounts
+
+
+def _lock_and_read(*, user_id: int, account_id: int, symbol: str, order_id: int | None) -> _Locked:
+    """Take the risk lock, read the profile and the book, then take and read the account."""
+    profile = queries.profile_locked(user_id)
+    if profile is None:
+        RiskProfile.objects.get_or_create(user_id=user_id)
+        profile = queries.profile_locked(user_id)
+    book, legs, cash = queries.book_read(user_id, symbol)
+    if book is None:  # the order being decided joins the book only once approved
+        risk_book_rebuild(user_id=user_id, exclude_order_id=order_id)
+        book, legs, cash = queries.book_read(user_id, symbol)
+    account = queries.account_locked(account_id)
+    return _Locked(profile, BookView(book, legs, totals_from_row(book)), account, cash)
 
 
 def _context(
@@ -159,6 +178,7 @@ def _context(
     now: dt.datetime,
     save_marks: bool,
     view: BookView | None,
+    cash: Decimal | None,
 ) -> RiskContext:
     """The order's symbol in full and the rest of the book as totals (``risk.book``).
 
@@ -172,7 +192,7 @@ def _context(
     if replacing:
         mine = source_legs(user.pk, [proposed.symbol], exclude_order_id=order_id)
     count, duplicate = _recent_activity(user, proposed, profile, now, order_id)
-    daily_pnl, drawdown = _equity_marks(profile, user, now, save=save_marks, totals=totals)
+    daily_pnl, drawdown = _equity_marks(profile, user, now, save=save_marks, totals=totals, cash=cash)
     return RiskContext(
         limits=_limits(profile),
         order=proposed,
@@ -201,7 +221,7 @@ def _day_trading_failure(
     exclude_order_id: int | None,
 ) -> RuleFailure | None:
     """The account's day-trading policy (legacy PDT, intraday margin, broker flags, or off)."""
-    from orders.models import Fill, Order
+    from orders.models import Order
 
     policy = DayTradingPolicy(account.day_trading_policy)
     if policy is DayTradingPolicy.OFF:
@@ -220,9 +240,7 @@ def _day_trading_failure(
     since = dt.datetime.combine(day_trade_window(today)[0], dt.time(0), tzinfo=zone)
     trades = [
         Trade(symbol, Side(side), quantity, executed_at.astimezone(zone).date())
-        for symbol, side, quantity, executed_at in Fill.objects.filter(
-            broker=account, executed_at__gte=since
-        ).values_list("symbol", "side", "quantity", "executed_at")
+        for symbol, side, quantity, executed_at in queries.account_fills(account.pk, since)
     ]
     pending: list[PendingOrder] = []
     if counts_pending_orders(subject):
@@ -283,6 +301,7 @@ def _decide(
     now: dt.datetime,
     save_marks: bool,
     view: BookView | None = None,
+    cash: Decimal | None = None,
 ) -> RiskAssessment:
     context = _context(
         user=user,
@@ -295,6 +314,7 @@ def _decide(
         now=now,
         save_marks=save_marks,
         view=view,
+        cash=cash,
     )
     assessment = assess(context)
     if profile.pdt_enforcement:
@@ -338,54 +358,63 @@ def risk_check_order(*, order: Order, quote: Quote | None, client_order_id_given
     Must run inside the transaction that places the order: it takes the profile and account
     row locks there, so concurrent orders are decided one at a time.
     """
+    decision = risk_decide(order=order, quote=quote, client_order_id_given=client_order_id_given)
+    if decision.assessment.approved:
+        risk_hold(order=order, decision=decision)
+    return decision.assessment
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    assessment: RiskAssessment
+    locked: _Locked
+
+
+def risk_decide(*, order: Order, quote: Quote | None, client_order_id_given: bool) -> Decision:
+    """The verdict on a persisted PENDING order: takes the locks, reads, runs the rules."""
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("risk_check_order must run inside the placing transaction")
-    profile = _profile_locked(order.user_id)
-    account = BrokerAccount.objects.select_for_update().get(pk=order.broker_id)
-    view = risk_book_view(user_id=order.user_id, symbol=order.symbol, exclude_order_id=order.pk)
+        raise RuntimeError("the pre-trade check must run inside the placing transaction")
+    locked = _lock_and_read(
+        user_id=order.user_id, account_id=order.broker_id, symbol=order.symbol, order_id=order.pk
+    )
     assessment = _decide(
         user=order.user,
-        account=account,
+        account=locked.account,
         proposed=proposed_from_order(order, client_order_id_given=client_order_id_given),
         quote=quote,
-        profile=profile,
+        profile=locked.profile,
         order_id=order.pk,
         now=timezone.now(),
         save_marks=True,
-        view=view,
+        view=locked.view,
+        cash=locked.cash,
     )
-    if assessment.approved:
-        held = _as_stored(assessment.reserve)
-        if held > 0:
-            Reservation.objects.create(order=order, account=account, amount=held)
-        # the order joins the book as it stands: open, nothing filled, its reservation held
-        risk_book_add_order(
-            view,
-            OpenOrder(
-                broker_id=order.broker_id,
-                symbol=order.symbol,
-                side=Side(order.side),
-                remaining=order.quantity,
-                price=order.price or order.stop_price or Decimal(0),
-                asset_class=AssetClass(order.asset_class),
-                reserved=reserved_remaining(held, order.quantity, Decimal(0)),
-            ),
-        )
-    return assessment
+    return Decision(assessment, locked)
+
+
+def risk_hold(*, order: Order, decision: Decision) -> None:
+    """An approved order's buying power reservation, and its place in the risk book."""
+    held = _as_stored(decision.assessment.reserve)
+    if held > 0:
+        Reservation.objects.create(order=order, account_id=order.broker_id, amount=held)
+    # the order joins the book as it stands: open, nothing filled, its reservation held
+    risk_book_add_order(
+        decision.locked.view,
+        OpenOrder(
+            broker_id=order.broker_id,
+            symbol=order.symbol,
+            side=Side(order.side),
+            remaining=order.quantity,
+            price=order.price or order.stop_price or Decimal(0),
+            asset_class=AssetClass(order.asset_class),
+            reserved=reserved_remaining(held, order.quantity, Decimal(0)),
+        ),
+    )
 
 
 def _as_stored(amount: Decimal) -> Decimal:
     """A reservation as its DECIMAL(18,8) column keeps it: rounded up, never under-reserved."""
     return amount.quantize(Decimal("1e-8"), rounding=ROUND_UP)
-
-
-def _profile_locked(user_id: int) -> RiskProfile:
-    """The user's RiskProfile under its row lock (the risk lock), created if missing."""
-    try:
-        return RiskProfile.objects.select_for_update().get(user_id=user_id)
-    except RiskProfile.DoesNotExist:
-        risk_lock(user_id)  # creates it
-        return RiskProfile.objects.get(user_id=user_id)
 
 
 def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskProfile:
@@ -396,7 +425,8 @@ def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskPro
     """
     state = TradingState(state)
     with transaction.atomic():
-        profile = _profile_locked(user.pk)
+        risk_lock(user.pk)
+        profile = RiskProfile.objects.get(user_id=user.pk)
         before = profile.trading_state
         profile.trading_state = state.value
         profile.save(update_fields=["trading_state", "updated_at"])
@@ -419,8 +449,10 @@ def risk_check_replace(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("risk_check_replace must run inside the replacing transaction")
-    profile = _profile_locked(order.user_id)
-    account = BrokerAccount.objects.select_for_update().get(pk=order.broker_id)
+    locked = _lock_and_read(
+        user_id=order.user_id, account_id=order.broker_id, symbol=order.symbol, order_id=order.pk
+    )
+    account = locked.account
     remaining = quantity - order.filled_quantity
     proposed = dataclasses.replace(
         proposed_from_order(order, client_order_id_given=True),
@@ -433,11 +465,13 @@ def risk_check_replace(
         account=account,
         proposed=proposed,
         quote=quote,
-        profile=profile,
+        profile=locked.profile,
         order_id=order.pk,
         replacing=True,
         now=timezone.now(),
         save_marks=True,
+        view=locked.view,
+        cash=locked.cash,
     )
     if assessment.approved:
         # reservations are pro-rated by (quantity - filled) / quantity: store the full-size amount

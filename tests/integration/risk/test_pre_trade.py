@@ -11,6 +11,7 @@ from django.db import connection
 from brokers.models import BrokerAccount
 from orders.models import Order, OrderEvent
 from orders.services import Actor, order_place
+from risk.book import risk_book_totals, risk_book_verify
 from risk.models import Reservation, RiskProfile
 from risk.services import risk_profile_get
 from tests.builders import order_request
@@ -166,6 +167,9 @@ def test_concurrent_orders_never_together_exceed_the_buying_power(make_user, set
     assert reserved <= budget
     assert accepted == int(budget // D("900"))
     assert results.count("REJECTED") == 200 - accepted
+    # and the risk book the checks read kept step with every accepted order
+    assert risk_book_verify(user_id=trader.pk)
+    assert risk_book_totals(user_id=trader.pk).broker_reserved == {account.pk: reserved}
 
 
 def test_a_modify_passes_the_same_check_and_a_refused_change_leaves_the_order_as_it_was(
