@@ -49,6 +49,7 @@ from risk.domain.context import ProposedOrder, TradingState
 from risk.domain.context import Quote as RiskQuote
 from risk.models import RiskProfile
 from risk.services import (
+    Authority,
     risk_assess,
     risk_check_order,
     risk_check_replace,
@@ -996,22 +997,45 @@ def _kill_liquidate_all(user, actor: Actor) -> tuple[list[int], list[tuple[str, 
     return placed, failed
 
 
+def _authority(user, actor: Actor) -> Authority:
+    if actor.type == ActorType.SYSTEM:
+        return Authority.SYSTEM
+    return Authority.SELF if actor.user_id == user.pk else Authority.STAFF
+
+
+def _by_staff(actor: Actor) -> bool:
+    from django.contrib.auth import get_user_model
+
+    if actor.user_id is None:
+        return actor.type == ActorType.SYSTEM
+    return get_user_model().objects.filter(pk=actor.user_id, is_staff=True, is_active=True).exists()
+
+
 def kill_switch_engage(*, user, actor: Actor, liquidate: bool = False) -> KillSwitchResult:
     """Halt the user's trading, cancel every open order, and optionally flatten every position.
 
     Never stops at the first failure: the result lists what was done and what was not, and why.
+    A halt by staff (another user's actor) or by the system can only be released by staff.
     """
-    trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label)
+    authority = _authority(user, actor)
+    trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label, authority=authority)
     cancelled, cancel_failed = _kill_cancel_all(user, actor)
     liquidated: list[int] = []
     liquidation_failed: list[tuple[str, int, str]] = []
     if liquidate and Position.objects.filter(user=user).exclude(quantity=0).exists():
         # reducing orders only, and back to HALTED even if something unexpected is raised
-        trading_state_set(user=user, state=TradingState.REDUCING, actor_label=f"{actor.label} (liquidation)")
+        trading_state_set(
+            user=user,
+            state=TradingState.REDUCING,
+            actor_label=f"{actor.label} (liquidation)",
+            authority=authority,
+        )
         try:
             liquidated, liquidation_failed = _kill_liquidate_all(user, actor)
         finally:
-            trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label)
+            trading_state_set(
+                user=user, state=TradingState.HALTED, actor_label=actor.label, authority=authority
+            )
     return KillSwitchResult(user.pk, cancelled, cancel_failed, liquidated, liquidation_failed)
 
 
@@ -1030,10 +1054,14 @@ def kill_switch_engage_all(*, actor: Actor, liquidate: bool = False) -> list[Kil
     results = [kill_switch_engage(user=user, actor=actor, liquidate=liquidate) for user in busy]
     idle = get_user_model().objects.filter(broker_accounts__isnull=False).exclude(pk__in=busy).distinct()
     for user in idle:
-        trading_state_set(user=user, state=TradingState.HALTED, actor_label=actor.label)
+        trading_state_set(
+            user=user, state=TradingState.HALTED, actor_label=actor.label, authority=_authority(user, actor)
+        )
     return results
 
 
 def kill_switch_release(*, user, actor: Actor) -> RiskProfile:
-    """Let the user trade again (ACTIVE)."""
-    return trading_state_set(user=user, state=TradingState.ACTIVE, actor_label=actor.label)
+    """Let the user trade again (ACTIVE). A halt set by staff or the system needs a staff actor."""
+    return trading_state_set(
+        user=user, state=TradingState.ACTIVE, actor_label=actor.label, by_staff=_by_staff(actor)
+    )

@@ -4,8 +4,10 @@ from django.contrib import admin, messages
 
 from orders import services as order_services
 from risk.book import risk_book_verify
+from risk.domain.context import TradingState
 from risk.models import Reservation, RiskAlert, RiskBook, RiskProfile
 from risk.monitoring import risk_alert_acknowledge
+from risk.services import Authority, trading_state_set
 
 
 @admin.register(RiskProfile)
@@ -24,10 +26,10 @@ class RiskProfileAdmin(admin.ModelAdmin):
     ]
     list_filter = ["trading_state", "allow_short_selling", "pdt_enforcement"]
     search_fields = ["user__username"]
-    readonly_fields = ["day", "day_start_equity", "day_peak_equity", "updated_at"]
+    readonly_fields = ["restricted_by", "day", "day_start_equity", "day_peak_equity", "updated_at"]
     actions = ["kill_switch_halt", "kill_switch_liquidate"]
     fieldsets = [
-        (None, {"fields": ["user", "trading_state"]}),
+        (None, {"fields": ["user", "trading_state", "restricted_by"]}),
         (
             "Orders",
             {
@@ -72,6 +74,22 @@ class RiskProfileAdmin(admin.ModelAdmin):
         ("Compliance", {"fields": ["restricted_symbols", "allow_short_selling", "pdt_enforcement"]}),
         (None, {"fields": ["updated_at"]}),
     ]
+
+    def save_model(self, request, obj, form, change) -> None:
+        """A trading state set here is staff's: recorded, and only staff can lift it."""
+        state = obj.trading_state
+        if change and "trading_state" in form.changed_data:
+            obj.trading_state = form.initial["trading_state"]
+        super().save_model(request, obj, form, change)
+        if change and "trading_state" in form.changed_data:
+            profile = trading_state_set(
+                user=obj.user,
+                state=TradingState(state),
+                actor_label=f"{request.user.get_username()} (admin)",
+                authority=Authority.STAFF,
+                by_staff=True,
+            )
+            obj.trading_state, obj.restricted_by = profile.trading_state, profile.restricted_by
 
     @admin.action(description="Kill switch: halt and cancel all open orders")
     def kill_switch_halt(self, request, queryset) -> None:

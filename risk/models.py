@@ -37,6 +37,14 @@ class RiskProfile(models.Model):
     trading_state = models.CharField(
         max_length=8, choices=TradingStateChoices.choices, default=TradingStateChoices.ACTIVE
     )
+    restricted_by = models.CharField(
+        max_length=6,
+        blank=True,
+        default="",
+        choices=[("", "-"), ("self", "the user"), ("staff", "staff"), ("system", "the system")],
+        help_text="Who set the current HALTED or REDUCING state: only staff can lift one set by staff "
+        "or by the system (emergency stop-loss).",
+    )
     max_position_quantity = _limit(None, "Largest |net quantity| per symbol across brokers.")
     max_position_notional = _limit("500000", "Largest |net position| value per symbol across brokers.")
     max_gross_exposure = _limit("1000000", "Sum of |position values| over all symbols and brokers.")

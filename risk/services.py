@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,7 @@ from risk.domain.daytrading import (
 from risk.domain.exchange_calendar import EXCHANGE_TIMEZONE
 from risk.domain.rules import assess
 from risk.models import Reservation, RiskProfile
+from trademaster.errors import PermissionDenied
 from trademaster.outbox import outbox_record
 
 if TYPE_CHECKING:
@@ -417,9 +419,29 @@ def _as_stored(amount: Decimal) -> Decimal:
     return amount.quantize(Decimal("1e-8"), rounding=ROUND_UP)
 
 
-def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskProfile:
+class Authority(StrEnum):
+    """Who restricted a user's trading (HALTED or REDUCING)."""
+
+    SELF = "self"  # the user (their own kill switch)
+    STAFF = "staff"  # an admin, or the global kill switch
+    SYSTEM = "system"  # the service itself: the emergency stop-loss
+
+
+_STAFF_ONLY = {Authority.STAFF, Authority.SYSTEM}
+
+
+def trading_state_set(
+    *,
+    user,
+    state: TradingState,
+    actor_label: str,
+    authority: Authority = Authority.SELF,
+    by_staff: bool = False,
+) -> RiskProfile:
     """Set the user's trading state and record who did it (outbox TRADING_STATE_CHANGED).
 
+    A restriction set by staff or the system can only be lifted (back to ACTIVE) ``by_staff``;
+    a later restriction by the user does not weaken it. Raises PermissionDenied otherwise.
     Takes the profile's row lock, the first lock ``risk_check_order`` takes, so an order being
     decided concurrently is decided entirely before or entirely after the change.
     """
@@ -427,13 +449,24 @@ def trading_state_set(*, user, state: TradingState, actor_label: str) -> RiskPro
     with transaction.atomic():
         risk_lock(user.pk)
         profile = RiskProfile.objects.get(user_id=user.pk)
-        before = profile.trading_state
-        profile.trading_state = state.value
-        profile.save(update_fields=["trading_state", "updated_at"])
+        before, held_by = profile.trading_state, profile.restricted_by
+        if state is TradingState.ACTIVE:
+            if held_by in _STAFF_ONLY and not by_staff:
+                who = "the emergency stop-loss" if held_by == Authority.SYSTEM else "staff"
+                raise PermissionDenied(
+                    "restricted_by_staff",
+                    f"Trading was {before.lower()} by {who}; only staff can lift it.",
+                    {"trading_state": before, "restricted_by": held_by},
+                )
+            held_by = ""
+        elif held_by not in _STAFF_ONLY:
+            held_by = Authority(authority).value
+        profile.trading_state, profile.restricted_by = state.value, held_by
+        profile.save(update_fields=["trading_state", "restricted_by", "updated_at"])
         outbox_record(
             type="TRADING_STATE_CHANGED",
             user_id=user.pk,
-            payload={"from": before, "to": state.value, "actor": actor_label},
+            payload={"from": before, "to": state.value, "actor": actor_label, "restricted_by": held_by},
         )
     return profile
 

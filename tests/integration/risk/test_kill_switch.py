@@ -26,6 +26,7 @@ from risk.models import RiskProfile
 from risk.services import risk_profile_get
 from tests.builders import order_request
 from tests.conftest import bearer_client
+from trademaster.errors import PermissionDenied
 from trademaster.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -139,7 +140,9 @@ def test_the_kill_switch_halts_and_cancels_every_open_order_at_every_venue(trade
     # and trading is halted, recorded with who did it: a new order is refused
     assert state(trader) == "HALTED"
     events = OutboxEvent.objects.filter(user_id=trader.pk, type="TRADING_STATE_CHANGED")
-    assert [e.payload for e in events] == [{"from": "ACTIVE", "to": "HALTED", "actor": "trader"}]
+    assert [e.payload for e in events] == [
+        {"from": "ACTIVE", "to": "HALTED", "actor": "trader", "restricted_by": "self"}
+    ]
     refused = place(trader, accounts["PAPER-EQ-A"], symbol="AAPL", quantity="1", client_order_id="n1")
     assert refused.status == "REJECTED"
     assert "TRADING_HALTED" in refused.status_reason
@@ -309,7 +312,50 @@ def test_release_service_records_who_released(trader, prices):
     profile = kill_switch_release(user=trader, actor=Actor.for_user(trader, "ops"))
     assert profile.trading_state == "ACTIVE"
     last = OutboxEvent.objects.filter(user_id=trader.pk, type="TRADING_STATE_CHANGED").order_by("pk").last()
-    assert last.payload == {"from": "HALTED", "to": "ACTIVE", "actor": "ops"}
+    assert last.payload == {"from": "HALTED", "to": "ACTIVE", "actor": "ops", "restricted_by": ""}
+
+
+def test_a_halt_by_staff_can_only_be_released_by_staff(api, make_user, trader, prices):
+    staff = make_user("ops", is_staff=True)
+    kill_switch_engage(user=trader, actor=Actor.for_user(staff))
+    assert risk_profile_get(user=trader).restricted_by == "staff"
+    # the trader's own release is refused with the reason, and the halt holds
+    response = api.post(RELEASE, format="json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "restricted_by_staff"
+    assert response.json()["message"] == "Trading was halted by staff; only staff can lift it."
+    # halting again themselves does not weaken it
+    assert api.post(KILL, {}, format="json").status_code == 200
+    assert risk_profile_get(user=trader).restricted_by == "staff"
+    assert state(trader) == "HALTED"
+    # staff lift it
+    assert kill_switch_release(user=trader, actor=Actor.for_user(staff)).trading_state == "ACTIVE"
+    assert risk_profile_get(user=trader).restricted_by == ""
+
+
+def test_a_halt_by_the_emergency_stop_loss_needs_staff_to_lift(trader, make_user, prices):
+    from orders.models import ActorType
+
+    kill_switch_engage(user=trader, actor=Actor(ActorType.SYSTEM, None, "emergency stop-loss"))
+    with pytest.raises(PermissionDenied) as refused:
+        kill_switch_release(user=trader, actor=Actor.for_user(trader))
+    assert refused.value.message == "Trading was halted by the emergency stop-loss; only staff can lift it."
+    staff = make_user("ops", is_staff=True)
+    assert kill_switch_release(user=trader, actor=Actor.for_user(staff)).trading_state == "ACTIVE"
+
+
+def test_a_state_set_in_admin_is_staffs(admin_client, trader, prices):
+    profile = risk_profile_get(user=trader)
+    url = reverse("admin:risk_riskprofile_change", args=[profile.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
+    data.update(trading_state="REDUCING", restricted_symbols="[]")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content[:2000]
+    profile.refresh_from_db()
+    assert (profile.trading_state, profile.restricted_by) == ("REDUCING", "staff")
+    with pytest.raises(PermissionDenied):
+        kill_switch_release(user=trader, actor=Actor.for_user(trader))
 
 
 # --- admin ------------------------------------------------------------------------------------
