@@ -118,6 +118,8 @@ class Order(models.Model):
             models.Index(fields=["user", "-id"], name="orders_owner_recent"),
             models.Index(fields=["user", "status"], name="orders_owner_status"),
             models.Index(fields=["user", "symbol"], name="orders_owner_symbol"),
+            # the pre-trade check's order rate and duplicate lookups (risk.queries.recent_orders)
+            models.Index(fields=["user", "created_at"], name="orders_owner_created"),
             models.Index(fields=["broker", "broker_order_id"], name="orders_broker_order"),
         ]
 
