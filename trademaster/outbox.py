@@ -6,9 +6,11 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from trademaster.models import OutboxEvent
+from trademaster.relay import outbox_written
 
 SCHEMA_VERSION = 1
 
@@ -34,6 +36,7 @@ def outbox_record(
     account_id: int | None = None,
     occurred_at: dt.datetime | None = None,
 ) -> OutboxEvent:
+    transaction.on_commit(outbox_written)  # wakes this process's relay or stream tail at once
     return OutboxEvent.objects.create(
         type=type,
         occurred_at=occurred_at or timezone.now(),

@@ -184,7 +184,16 @@ CELERY_BEAT_SCHEDULE = {
         # a run that waited longer than one interval is stale: the next one is already due
         "options": {"expires": RISK_MONITOR_INTERVAL_SECONDS},
     },
+    # a safety net: `manage.py relay_outbox` relays within milliseconds when it runs
+    "relay-outbox": {
+        "task": "trademaster.tasks.relay_outbox_task",
+        "schedule": 1.0,
+        "options": {"expires": 1},
+    },
 }
+
+# --- Kafka (off unless KAFKA_BOOTSTRAP_SERVERS is set) -----------------------------------------
+KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
 
 # --- auth -------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
