@@ -192,6 +192,8 @@ class StreamTail:
     def fetch(self) -> list[OutboxEvent]:
         if self.cursor is None:  # start at the end: the past is served by replay on request
             self.cursor = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+            past = OutboxEvent.objects.filter(id__gt=self.cursor - LOOKBACK_IDS).values_list("id", flat=True)
+            self.sent = dict.fromkeys(past)
             return []
         rows = [
             e

