@@ -1,12 +1,21 @@
-"""ASGI entry point (daphne): HTTP now; the live stream and MCP mount here too."""
+"""ASGI entry point (daphne): HTTP, and the live stream at ``/trading/stream`` (ADR 0007)."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trademaster.settings")
-django_asgi = get_asgi_application()
+django_asgi = get_asgi_application()  # sets Django up before anything imports models
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi})
+from trademaster.stream.auth import StreamAuthMiddlewareStack  # noqa: E402
+from trademaster.stream.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi,
+        "websocket": AllowedHostsOriginValidator(StreamAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

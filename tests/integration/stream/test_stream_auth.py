@@ -1,0 +1,103 @@
+"""Who may open ``/trading/stream``: a session, or a bearer token with ``read`` (header or query)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+from oauth2_provider.models import AccessToken
+
+from trademaster.management.commands.issue_token import token_issue
+
+from .support import WAIT, closed, communicator, stream, subscribe
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("redis_layer"),
+]
+
+
+def refused(**credentials) -> tuple[dict, dict]:
+    """Connect with these credentials; the ERROR frame and the close message the server sent."""
+
+    async def scenario():
+        client = communicator(**credentials)
+        ok, _ = await client.connect(timeout=WAIT)
+        assert ok  # accepted, so that a browser sees the close code
+        error = await client.receive_json_from(timeout=WAIT)
+        close = await closed(client)
+        await client.disconnect()  # the client's side of the closing handshake
+        return error, close
+
+    return async_to_sync(scenario)()
+
+
+def assert_refused(**credentials) -> None:
+    error, close = refused(**credentials)
+    assert error["type"] == "ERROR"
+    assert error["error"]["code"] == "unauthorized"
+    assert close == {"type": "websocket.close", "code": 4401, "reason": "unauthorized"}
+
+
+def subscribes(**credentials) -> bool:
+    async def scenario():
+        async with stream(**credentials) as client:
+            return (await subscribe(client, ["orders"]))["type"] == "SUBSCRIBED"
+
+    return async_to_sync(scenario)()
+
+
+def test_a_bearer_token_in_the_authorization_header_is_accepted(trader):
+    assert subscribes(token=token_issue(user=trader, scopes=["read"]))
+
+
+def test_a_bearer_token_in_the_query_string_is_accepted(trader):
+    assert subscribes(query_token=token_issue(user=trader, scopes=["read", "trade"]))
+
+
+def test_a_session_cookie_is_accepted(client, trader):
+    client.force_login(trader)
+    assert subscribes(cookie=f"sessionid={client.cookies['sessionid'].value}")
+
+
+def test_an_anonymous_socket_is_closed_with_4401():
+    assert_refused()
+
+
+def test_an_unknown_token_is_refused():
+    assert_refused(token="not-a-token")
+
+
+def test_an_expired_token_is_refused(trader):
+    raw = token_issue(user=trader, scopes=["read"])
+    AccessToken.objects.update(expires=timezone.now() - dt.timedelta(seconds=1))
+    assert_refused(query_token=raw)
+
+
+def test_a_token_without_the_read_scope_is_refused(trader):
+    assert_refused(token=token_issue(user=trader, scopes=["trade"]))
+
+
+def test_the_token_of_a_deactivated_user_is_refused(trader):
+    raw = token_issue(user=trader, scopes=["read"])
+    trader.is_active = False
+    trader.save(update_fields=["is_active"])
+    assert_refused(token=raw)
+
+
+def test_a_failing_token_is_not_rescued_by_a_session_cookie(client, trader):
+    client.force_login(trader)
+    assert_refused(token="not-a-token", cookie=f"sessionid={client.cookies['sessionid'].value}")
+
+
+def test_a_foreign_origin_is_rejected_at_the_handshake(trader):
+    raw = token_issue(user=trader, scopes=["read"])
+
+    async def scenario():
+        client = communicator(token=raw, origin=(b"origin", b"https://evil.example"))
+        return await client.connect(timeout=WAIT)
+
+    ok, _ = async_to_sync(scenario)()
+    assert not ok
