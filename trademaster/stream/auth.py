@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
 from oauth2_provider.models import AccessToken
 
@@ -50,6 +51,24 @@ class BearerTokenMiddleware(BaseMiddleware):
             user = await database_sync_to_async(token_user)(raw)
             scope = dict(scope, user=user, auth_method="bearer")
         return await super().__call__(scope, receive, send)
+
+
+class CookieOriginValidator:
+    """Checks the Origin header (a host in ALLOWED_HOSTS) of sockets without a bearer token.
+
+    Cross-site WebSocket hijacking rides on the browser's cookies, so a socket that would log in
+    by session must come from one of our pages. A socket that presents a bearer token proves
+    itself with it, so scripts, agents and other servers need not send an Origin at all.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope, receive, send):
+        if bearer_token(scope) is not None:
+            return await self.inner(scope, receive, send)
+        return await self.checked(scope, receive, send)
 
 
 def StreamAuthMiddlewareStack(inner):
