@@ -1,0 +1,41 @@
+"""Turn trading signals (Kafka ``trading.signals``) into orders until stopped (SIGTERM / Ctrl-C)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from trademaster.kafka import SIGNALS, SignalConsumer, consume, stop_on_signals
+
+
+class Command(BaseCommand):
+    help = (
+        "Consume trading.signals: each signal becomes an order (idempotent on its signal_id); "
+        "malformed ones go to trading.signals.dlq with the reasons. Offsets are committed after processing."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
+        parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+
+    def handle(self, *args, **options) -> None:
+        if not settings.KAFKA_BOOTSTRAP_SERVERS:
+            raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set: Kafka is off.")
+        handler = SignalConsumer()
+        try:
+            with stop_on_signals() as should_stop:
+                count = consume(
+                    topic=SIGNALS,
+                    group_id=settings.KAFKA_SIGNALS_GROUP,
+                    handle=handler.handle,
+                    max_messages=options["max_messages"],
+                    timeout=options["timeout"],
+                    should_stop=should_stop,
+                )
+        finally:
+            handler.close()
+        tally = handler.tally
+        self.stdout.write(
+            f"{count} signal(s): {tally.placed} placed, {tally.redelivered} already placed, "
+            f"{tally.dead_lettered} dead-lettered"
+        )
