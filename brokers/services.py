@@ -12,20 +12,30 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from brokers.adapters.paper import instrument_spec
-from brokers.domain.adapter import BrokerAdapter, BrokerOrderUpdate, Quote
+from brokers.domain.adapter import (
+    BrokerAdapter,
+    BrokerError,
+    BrokerOrderUpdate,
+    BrokerRetryable,
+    Health,
+    Quote,
+)
 from brokers.domain.market import step_mid
 from brokers.models import (
     BrokerAccount,
     BrokerName,
+    ConnectionStatus,
     Instrument,
     PaperBalance,
     PaperOrder,
     PaperOrderStatus,
     PaperVenue,
 )
+from trademaster.outbox import outbox_record
 
 # The accounts a new user gets, so that a fresh user can trade at once: two equity venues with
 # different terms, and a crypto venue.
@@ -90,13 +100,78 @@ def broker_accounts_provision_paper(*, user) -> list[BrokerAccount]:
 
 
 def broker_account_sync(*, account: BrokerAccount) -> BrokerAccount:
-    """Refresh the cached cash, buying power and total value from the broker."""
-    info = adapter_for(account).account()
+    """Refresh the cached cash, buying power and total value from the broker.
+
+    A failure marks the account DOWN (DEGRADED when the broker only asks to retry later) and is
+    raised again; a success brings a DOWN account back to CONNECTED.
+    """
+    try:
+        info = adapter_for(account).account()
+    except (BrokerError, OSError) as exc:
+        broker_connection_status_set(
+            account=account, status=_status_after(exc), reason=f"account sync failed: {exc}"
+        )
+        raise
+    if account.connection_status == ConnectionStatus.DOWN:
+        broker_connection_status_set(
+            account=account, status=ConnectionStatus.CONNECTED, reason="account sync succeeded"
+        )
     BrokerAccount.objects.filter(pk=account.pk).update(
         cash=info.cash, buying_power=info.buying_power, total_value=info.total_value
     )
     account.cash, account.buying_power, account.total_value = info.cash, info.buying_power, info.total_value
     return account
+
+
+def _status_after(exc: Exception) -> ConnectionStatus:
+    return ConnectionStatus.DEGRADED if isinstance(exc, BrokerRetryable) else ConnectionStatus.DOWN
+
+
+def broker_connection_status_set(*, account: BrokerAccount, status: str, reason: str = "") -> bool:
+    """Set an account's connection status; a change writes a BROKER_STATUS outbox event in the
+    same transaction, so the stream and Kafka see every change and only real changes.
+
+    The row is locked while comparing, so two processes noticing the same outage record it once.
+    Returns True when the status changed.
+    """
+    status = ConnectionStatus(status)
+    with transaction.atomic():
+        old = (
+            BrokerAccount.objects.select_for_update()
+            .values_list("connection_status", flat=True)
+            .get(pk=account.pk)
+        )
+        if old != status:
+            BrokerAccount.objects.filter(pk=account.pk).update(
+                connection_status=status, updated_at=timezone.now()
+            )
+            outbox_record(
+                type="BROKER_STATUS",
+                user_id=account.user_id,
+                account_id=account.pk,
+                payload={
+                    "account_id": account.pk,
+                    "broker_name": account.broker_name,
+                    "label": account.label,
+                    "old_status": old,
+                    "new_status": status.value,
+                    "reason": reason,
+                },
+            )
+    account.connection_status = status.value
+    return old != status
+
+
+def broker_account_health_check(*, account: BrokerAccount) -> ConnectionStatus:
+    """Ask the broker how it is (no transaction open) and record the answer; never raises."""
+    try:
+        report = adapter_for(account).health()
+    except (BrokerError, OSError) as exc:
+        status, reason = _status_after(exc), f"health check failed: {exc}"
+    else:
+        status, reason = ConnectionStatus(Health(report.status).value), report.detail
+    broker_connection_status_set(account=account, status=status, reason=reason)
+    return status
 
 
 def quote_get(*, account: BrokerAccount, symbol: str) -> Quote:

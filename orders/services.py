@@ -58,6 +58,7 @@ from risk.services import (
 )
 from routing.services import route_choose
 from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
+from trademaster.metrics import order_stage
 from trademaster.outbox import jsonable, outbox_record
 
 logger = logging.getLogger(__name__)
@@ -241,7 +242,8 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
     already placed (``created`` False); with other parameters it is a 409 conflict. The order is
     returned as it stands after the broker's immediate reply (a marketable order may be FILLED).
     """
-    errors = validate_order_request(request)
+    with order_stage("validate"):
+        errors = validate_order_request(request)
     if errors:
         raise ValidationFailed(errors)
     client_order_id_given = request.client_order_id is not None
@@ -286,9 +288,10 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
                 outbox_type="ORDER_CREATED",
                 data={"routed_to": str(account)},
             )
-            assessment = risk_check_order(
-                order=order, quote=quote, client_order_id_given=client_order_id_given
-            )
+            with order_stage("risk_check"):
+                assessment = risk_check_order(
+                    order=order, quote=quote, client_order_id_given=client_order_id_given
+                )
             if not assessment.approved:
                 _transition(
                     order,
@@ -337,7 +340,8 @@ def _send(order: Order, account: BrokerAccount) -> Order:
     """Send a SUBMITTED order to its broker (no transaction open) and apply what it answers."""
     adapter = brokers_services.adapter_for(account)
     try:
-        updates = adapter.place(_broker_request(order))
+        with order_stage("broker_submit"):
+            updates = adapter.place(_broker_request(order))
     except BrokerRejected as exc:
         return _broker_refused(order, exc)
     except BrokerRetryable as exc:
@@ -428,6 +432,7 @@ _BOOK_NEUTRAL = frozenset(
 )
 
 
+@order_stage("apply_updates")
 def order_apply_updates(
     *, account: BrokerAccount, updates: list[BrokerOrderUpdate], sync_account: bool = False
 ) -> Order | None:

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "trademaster.metrics.RequestMetricsMiddleware",  # first: times everything below it
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -163,13 +164,14 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
 else:
     _celery_dir = VAR_DIR / "celery"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        "control_folder": str(_celery_dir / "control"),  # else kombu writes ./control in the cwd
         "polling_interval": 0.1,
     }
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
@@ -194,6 +196,24 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Kafka (off unless KAFKA_BOOTSTRAP_SERVERS is set) -----------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+KAFKA_CLIENT_ID = os.environ.get("KAFKA_CLIENT_ID", "trademaster")
+# Put before every topic name (e.g. "staging."): environments can share a cluster. Empty in production.
+KAFKA_TOPIC_PREFIX = os.environ.get("KAFKA_TOPIC_PREFIX", "")
+KAFKA_REPLICATION_FACTOR = int(os.environ.get("KAFKA_REPLICATION_FACTOR", "-1"))  # -1: the broker's default
+KAFKA_ENABLE_IDEMPOTENCE = env_bool("KAFKA_ENABLE_IDEMPOTENCE", True)  # brokers from Kafka 0.11 on
+KAFKA_PRODUCE_TIMEOUT_SECONDS = int(os.environ.get("KAFKA_PRODUCE_TIMEOUT_SECONDS", "30"))
+# A group join waits session_timeout / 2 on some brokers (tansu): 6 s / 1 s joins in about 3 s, and
+# 6 s is also real Kafka's group.min.session.timeout.ms. kafka-python's 45 s default joins in 23 s.
+KAFKA_SESSION_TIMEOUT_MS = int(os.environ.get("KAFKA_SESSION_TIMEOUT_MS", "6000"))
+KAFKA_HEARTBEAT_INTERVAL_MS = int(os.environ.get("KAFKA_HEARTBEAT_INTERVAL_MS", "1000"))
+KAFKA_SIGNALS_GROUP = os.environ.get("KAFKA_SIGNALS_GROUP", "trademaster-signals")
+KAFKA_RISK_GROUP = os.environ.get("KAFKA_RISK_GROUP", "trademaster-risk")
+KAFKA_SECURITY_PROTOCOL = os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+KAFKA_SASL_MECHANISM = os.environ.get("KAFKA_SASL_MECHANISM", "")
+KAFKA_SASL_USERNAME = os.environ.get("KAFKA_SASL_USERNAME", "")
+KAFKA_SASL_PASSWORD = os.environ.get("KAFKA_SASL_PASSWORD", "")
+# how long consume_risk_events remembers a processed event_id (the cache: Redis when REDIS_URL is set)
+KAFKA_DEDUPE_TTL_SECONDS = int(os.environ.get("KAFKA_DEDUPE_TTL_SECONDS", str(7 * 24 * 3600)))
 
 # --- auth -------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -7,6 +7,7 @@ from brokers.api import views as broker_api
 from orders import views as pages
 from orders.api import views as order_api
 from risk.api import views as risk_api
+from trademaster import health, metrics
 
 api_v1 = [
     path("orders/", order_api.OrderListCreateApi.as_view(), name="orders"),
@@ -31,6 +32,9 @@ if settings.BENCH_FLOOR_ENDPOINT:
     api_v1.append(path("bench/floor/", BenchFloorApi.as_view(), name="bench-floor"))
 
 urlpatterns = [
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),

@@ -15,6 +15,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from trademaster.metrics import stream_connected, stream_disconnected
 from trademaster.relay import ensure_stream_tail, stream_group
 from trademaster.stream.frames import (
     ProtocolError,
@@ -50,9 +51,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.sent = SentLog()
         ensure_stream_tail()
         await self.channel_layer.group_add(stream_group(self.user_id), self.channel_name)
+        stream_connected()
 
     async def disconnect(self, code: int) -> None:
         if self.user_id is not None:
+            stream_disconnected()
             await self.channel_layer.group_discard(stream_group(self.user_id), self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
