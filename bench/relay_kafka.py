@@ -16,24 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from decimal import Decimal as D
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from benchdb import drop_database, free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tansu_binary() -> Path:
@@ -60,14 +52,6 @@ def wait_for_kafka(bootstrap: str, deadline_s: int = 30) -> None:
             time.sleep(0.1)  # polling the broker's start-up, not waiting for work
 
 
-def admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop {name!r}: the database name must contain 'bench'")
-    return urlunsplit(parts._replace(path="/postgres")), name
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20000)
@@ -76,10 +60,7 @@ def main() -> int:
         "--database-url", default="postgres://postgres@127.0.0.1:5432/trademaster_bench_relay"
     )
     args = parser.parse_args()
-    server, name = admin_url(args.database_url)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    server, name = fresh_database(args.database_url)
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     url = f"tcp://{bootstrap}"
@@ -108,8 +89,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
 
 
 def fill_outbox(n: int) -> None:

@@ -24,9 +24,8 @@ import tempfile
 import time
 from decimal import Decimal as D
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from benchdb import drop_database, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,14 +36,6 @@ def pct(samples: list[int], p: int) -> str:
     return f"{D(ns) / D(1_000_000):.3f}"
 
 
-def admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop {name!r}: the database name must contain 'bench'")
-    return urlunsplit(parts._replace(path="/postgres")), name
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checks", type=int, default=2000)
@@ -53,10 +44,7 @@ def main() -> int:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/trademaster_bench_risk")
     args = parser.parse_args()
 
-    server, name = admin_url(args.database_url)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    server, name = fresh_database(args.database_url)
     os.environ.update(
         DATABASE_URL=args.database_url,
         DJANGO_SETTINGS_MODULE="trademaster.settings",
@@ -69,8 +57,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,11 +8,11 @@ Production wiring on loopback: PostgreSQL (a fresh database whose name must cont
 is dropped at the end), the Redis channel layer, one daphne process and one ``relay_outbox``
 process. The bench opens ``--connections`` WebSockets to ``/trading/stream`` (bearer token in
 the query string, spread evenly over ``--users`` users, each subscribed to orders, fills and
-positions) in steps of 500, and stops opening at the first step that fails. It reports how many
+positions) in steps of 250, and stops opening at the first step that fails. It reports how many
 it held and daphne's resident memory per connection (RSS growth / connections held).
 
 Then, with every connection open, it places ``--orders`` MARKET orders (through the service
-layer, for users in turn) at about 20 per second. Each fill fans out to every socket of its
+layer, for users in turn) at ``--rate`` per second. Each fill fans out to every socket of its
 user. Fill-to-client latency is the time from the fill's outbox event (``occurred_at``, written
 in the fill's transaction) to the FILL_NOTIFICATION frame read by a client: p50/p99 over the
 first socket per event and over all sockets (the broadcast).
@@ -33,27 +33,12 @@ import tempfile
 import time
 from decimal import Decimal as D
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from benchdb import drop_database, free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
-STEP = 500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def admin_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop {name!r}: the database name must contain 'bench'")
-    return urlunsplit(parts._replace(path="/postgres")), name
+STEP = 250
 
 
 def rss_kb(pid: int) -> int:
@@ -74,14 +59,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--orders", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=2, help="orders per second while broadcasting")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/trademaster_bench_ws")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
     args = parser.parse_args()
-    server, name = admin_url(args.database_url)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    server, name = fresh_database(args.database_url)
     var = tempfile.mkdtemp(prefix="tm-bench-ws-")
     env = {
         **os.environ,
@@ -120,8 +103,7 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server, name)
 
 
 def start(processes: list, argv: list[str], env: dict) -> subprocess.Popen:
@@ -207,7 +189,7 @@ async def measure(args: argparse.Namespace, port: int, daphne_pid: int, tokens) 
     )
     first, every = await broadcast(args, sockets)
     print(
-        f"  {args.orders} MARKET orders at ~20/s, each fill fanned out to "
+        f"  {args.orders} MARKET orders at ~{args.rate}/s, each fill fanned out to "
         f"~{len(sockets) // args.users} sockets of its user"
     )
     print(
@@ -246,7 +228,7 @@ async def broadcast(args: argparse.Namespace, sockets) -> tuple[list[int], list[
     users = sorted({u for u, _ in sockets})
     for i in range(args.orders):
         await place(users[i % len(users)])
-        await asyncio.sleep(0.05)  # pacing the load at ~20 orders/s, not waiting for work
+        await asyncio.sleep(1 / args.rate)  # pacing the load, not waiting for work
     deadline = time.monotonic() + 30
     expected = args.orders * (len(sockets) // len(users))
     while len(every) < expected and time.monotonic() < deadline:

@@ -188,6 +188,7 @@ class StreamTail:
         self.sink = ChannelLayerSink(layer)
         self.cursor: int | None = None
         self.sent: dict[int, None] = {}  # recently sent ids, oldest first
+        self.ready = asyncio.Event()  # set once the starting point is known
 
     def fetch(self) -> list[OutboxEvent]:
         if self.cursor is None:  # start at the end: the past is served by replay on request
@@ -215,6 +216,8 @@ class StreamTail:
         _async_wakers.add(waker)
         fetch = sync_to_async(self.fetch, thread_sensitive=False)
         try:
+            await fetch()  # the starting point: everything after it is live
+            self.ready.set()
             while True:
                 try:
                     events = await fetch()
@@ -229,21 +232,25 @@ class StreamTail:
             _async_wakers.discard(waker)
 
 
-_tail: asyncio.Task | None = None
+_tail: tuple[asyncio.Task, StreamTail] | None = None
 
 
 def layer_is_in_process() -> bool:
     return "InMemoryChannelLayer" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
 
 
-def ensure_stream_tail() -> None:
-    """Start a :class:`StreamTail` once per process when the channel layer is in-process.
+async def ensure_stream_tail() -> None:
+    """Start a :class:`StreamTail` once per process when the channel layer is in-process, and
+    return once it knows where it starts: every event committed after that reaches the groups.
 
-    Call it from async code in daphne (when a WebSocket connects). With a cross-process layer
+    Call it from daphne's WebSocket connect, after joining the group. With a cross-process layer
     (Redis) the relay delivers to the stream, and this does nothing.
     """
     global _tail
     if not layer_is_in_process():
         return
-    if _tail is None or _tail.done():
-        _tail = asyncio.get_running_loop().create_task(StreamTail().run())
+    loop = asyncio.get_running_loop()
+    if _tail is None or _tail[0].done() or _tail[0].get_loop() is not loop:  # a new loop: tests, reloads
+        tail = StreamTail()
+        _tail = (loop.create_task(tail.run()), tail)
+    await _tail[1].ready.wait()

@@ -49,8 +49,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         self.topics: set[str] = set()
         self.sent = SentLog()
-        ensure_stream_tail()
         await self.channel_layer.group_add(stream_group(self.user_id), self.channel_name)
+        await ensure_stream_tail()  # embedded default: daphne feeds its own groups from the outbox
         stream_connected()
 
     async def disconnect(self, code: int) -> None:
