@@ -15,7 +15,8 @@ from trademaster.relay import layer_is_in_process
 
 from .support import WAIT, stream, subscribe
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# like the other stream tests: reference data restored after the flush, or their set-up collides
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def write_elsewhere(user_id: int) -> OutboxEvent:
