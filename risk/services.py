@@ -341,7 +341,8 @@ def risk_assess(
     quote: Quote | None,
     now: dt.datetime | None = None,
 ) -> RiskAssessment:
-    """A dry run: what the check would say about this order now. Locks nothing, writes nothing."""
+    """A dry run: what the check would say about this order now. Takes no lock and writes nothing
+    (except a missing risk book, which is built on first use)."""
     return _decide(
         user=user,
         account=account,
