@@ -34,22 +34,24 @@ def bearer_token(scope) -> str | None:
 
 
 def token_user(raw: str):
-    """The active user a valid ``read`` token belongs to, else AnonymousUser."""
+    """The active user a valid ``read`` token belongs to and the token's expiry, else
+    (AnonymousUser, None)."""
     checksum = hashlib.sha256(raw.encode("utf-8")).hexdigest()
     token = AccessToken.objects.select_related("user").filter(token_checksum=checksum).first()
     if token is None or token.user is None or not token.is_valid([STREAM_SCOPE]) or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+        return AnonymousUser(), None
+    return token.user, token.expires
 
 
 class BearerTokenMiddleware(BaseMiddleware):
-    """Replaces the session user with the token's user when the socket presents a token."""
+    """Replaces the session user with the token's user when the socket presents a token; the
+    token's expiry goes into the scope (``token_expires``): the stream ends with it."""
 
     async def __call__(self, scope, receive, send):
         raw = bearer_token(scope)
         if raw is not None:
-            user = await database_sync_to_async(token_user)(raw)
-            scope = dict(scope, user=user, auth_method="bearer")
+            user, expires = await database_sync_to_async(token_user)(raw)
+            scope = dict(scope, user=user, auth_method="bearer", token_expires=expires)
         return await super().__call__(scope, receive, send)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 from trademaster.metrics import stream_connected, stream_disconnected
 from trademaster.relay import ensure_stream_tail, stream_group
@@ -37,6 +38,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
     """One client's live stream: subscribe/unsubscribe to topics, optionally replay, then live."""
 
     user_id: int | None = None
+    closing = False
 
     async def connect(self) -> None:
         await self.accept()
@@ -60,7 +62,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Bad input gets an ERROR frame and the socket stays open (Channels would raise)."""
-        if self.user_id is None:
+        if self.user_id is None or await self.expired():
             return
         try:
             message = json.loads(text_data) if text_data is not None else None
@@ -106,7 +108,20 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def stream_event(self, message: dict[str, Any]) -> None:
         """A relayed outbox event of this user (group message type ``stream.event``)."""
+        if await self.expired():
+            return
         await self.forward(message["id"], message["envelope"], self.topics)
+
+    async def expired(self) -> bool:
+        """A socket opened with a bearer token ends when the token does: nothing more is sent."""
+        expires = self.scope.get("token_expires")
+        if expires is None or timezone.now() < expires:
+            return False
+        if not self.closing:
+            self.closing = True
+            await self.send_json(error_frame("token_expired", "the access token has expired; reconnect"))
+            await self.close(code=UNAUTHORIZED, reason="token expired")
+        return True
 
     async def forward(self, outbox_id: int, envelope: dict[str, Any], topics: set[str]) -> int:
         """Send the event's frames for ``topics`` that were not sent before; how many were sent."""

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
 from trademaster.management.commands.issue_token import token_issue
+from trademaster.outbox import outbox_record
 
-from .support import WAIT, closed, communicator, stream, subscribe
+from .support import WAIT, closed, communicator, relay_all, stream, subscribe
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -112,3 +115,33 @@ def test_a_bearer_socket_needs_no_origin(trader):
     raw = token_issue(user=trader, scopes=["read"])
     assert subscribes(token=raw, origin=None)
     assert subscribes(token=raw, origin=(b"origin", b"https://dashboard.partner.example"))
+
+
+def test_a_socket_ends_when_its_token_expires(trader):
+    """The token is checked when the socket opens; its expiry still ends the stream later."""
+    raw = token_issue(user=trader, scopes=["read"])
+    expires = timezone.now() + dt.timedelta(seconds=2)
+    AccessToken.objects.filter(user=trader).update(expires=expires)
+
+    def an_event() -> None:
+        payload = {"order": {"id": 1}, "event": "ACCEPT"}
+        outbox_record(type="ORDER_UPDATED", user_id=trader.pk, payload=payload)
+        relay_all()
+
+    async def scenario():
+        async with stream(token=raw) as client:
+            assert (await subscribe(client, ["orders"]))["type"] == "SUBSCRIBED"
+            frames = []
+            deadline = asyncio.get_running_loop().time() + WAIT
+            # events keep coming: frames until the token's time is up, then the end of the stream
+            while not frames or frames[-1]["type"] != "ERROR":
+                assert asyncio.get_running_loop().time() < deadline, frames
+                await database_sync_to_async(an_event)()
+                frames.append(await client.receive_json_from(timeout=WAIT))
+            return frames, await closed(client)
+
+    frames, close = async_to_sync(scenario)()
+    assert {f["type"] for f in frames[:-1]} <= {"ORDER_UPDATE"}
+    assert frames[-1]["error"]["code"] == "token_expired"
+    assert timezone.now() >= expires
+    assert close == {"type": "websocket.close", "code": 4401, "reason": "token expired"}
