@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 
 from trademaster.kafka import ORDERS_FILLED, RiskTally, consume, risk_events_handle, stop_on_signals
+from trademaster.management.kafka_command import KafkaConsumerCommand
 
 
-class Command(BaseCommand):
+class Command(KafkaConsumerCommand):
     help = (
         "Consume trading.orders.filled and run the live risk rules for each user with a new fill "
         "(de-duplicated by event_id); alerts go to trading.risk.alerts through the outbox relay."
     )
 
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
-        parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-
     def handle(self, *args, **options) -> None:
-        if not settings.KAFKA_BOOTSTRAP_SERVERS:
-            raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set: Kafka is off.")
         total = RiskTally()
 
         def handle_batch(records) -> None:

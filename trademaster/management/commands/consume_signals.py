@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 
 from trademaster.kafka import SIGNALS, SignalConsumer, consume, stop_on_signals
+from trademaster.management.kafka_command import KafkaConsumerCommand
 
 
-class Command(BaseCommand):
+class Command(KafkaConsumerCommand):
     help = (
         "Consume trading.signals: each signal becomes an order (idempotent on its signal_id); "
         "malformed ones go to trading.signals.dlq with the reasons. Offsets are committed after processing."
     )
 
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
-        parser.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-
     def handle(self, *args, **options) -> None:
-        if not settings.KAFKA_BOOTSTRAP_SERVERS:
-            raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set: Kafka is off.")
         handler = SignalConsumer()
         try:
             with stop_on_signals() as should_stop:
