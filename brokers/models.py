@@ -87,6 +87,7 @@ class BrokerAccount(models.Model):
     connection_status = models.CharField(
         max_length=10, choices=ConnectionStatus.choices, default=ConnectionStatus.CONNECTED
     )
+    latency_ms = models.PositiveIntegerField(default=0, help_text="recent median round trip to the broker")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -122,6 +123,9 @@ class Instrument(models.Model):
     lot_size = models.DecimalField(**MONEY)
     base_size = models.DecimalField(**MONEY)
     volatility_ticks = models.PositiveIntegerField(default=3)
+    # market statistics for impact estimates and volume-following algorithms
+    average_daily_volume = models.DecimalField(**MONEY, default=Decimal(1000000))
+    daily_volatility_bps = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal(150))
     mid = models.DecimalField(**MONEY)
     step = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -170,8 +170,20 @@ def broker_account_health_check(*, account: BrokerAccount) -> ConnectionStatus:
         status, reason = _status_after(exc), f"health check failed: {exc}"
     else:
         status, reason = ConnectionStatus(Health(report.status).value), report.detail
+        latency = int(report.latency_ms.to_integral_value())
+        if latency != account.latency_ms:  # routing weighs it
+            BrokerAccount.objects.filter(pk=account.pk).update(latency_ms=latency)
+            account.latency_ms = latency
     broker_connection_status_set(account=account, status=status, reason=reason)
     return status
+
+
+def broker_health_check_all() -> int:
+    """Health-check every active account (each on its own, never raising); returns how many."""
+    accounts = list(BrokerAccount.objects.active().select_related("paper_venue"))
+    for account in accounts:
+        broker_account_health_check(account=account)
+    return len(accounts)
 
 
 def quote_get(*, account: BrokerAccount, symbol: str) -> Quote:

@@ -23,6 +23,7 @@ from brokers.domain.adapter import (
     BrokerPosition,
     BrokerRejected,
     Capabilities,
+    FeeSchedule,
     FillReport,
     Health,
     HealthReport,
@@ -104,6 +105,9 @@ class PaperAdapter:
             asset_classes=frozenset(AssetClass(a) for a in venue.asset_classes),
             order_types=dict(ALL_TYPES),
             time_in_force=frozenset(TimeInForce),
+            fees=FeeSchedule(
+                bps=venue.commission_bps, per_unit=venue.commission_per_unit, minimum=venue.min_commission
+            ),
         )
 
     # --- helpers ------------------------------------------------------------------------
@@ -396,6 +400,8 @@ class PaperAdapter:
             ask_size=book.ask_size,
             last=inst.mid,
             at=inst.updated_at,
+            bids=tuple((level.price, level.size) for level in book.bids),
+            asks=tuple((level.price, level.size) for level in book.asks),
         )
 
     def health(self) -> HealthReport:

@@ -45,11 +45,21 @@ class Support(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """What the venue charges per execution: bps of the notional plus per unit, at least ``minimum``."""
+
+    bps: Decimal = Decimal(0)
+    per_unit: Decimal = Decimal(0)
+    minimum: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     asset_classes: frozenset[AssetClass]
     order_types: dict[OrderType, Support]
     time_in_force: frozenset[TimeInForce]
     native_replace: bool = True
+    fees: FeeSchedule = FeeSchedule()
 
     def supports(self, asset_class: AssetClass, order_type: OrderType, tif: TimeInForce) -> str | None:
         """None if the venue can take the order, else the reason it cannot."""
@@ -159,6 +169,9 @@ class Quote:
     ask_size: Decimal
     last: Decimal
     at: dt.datetime
+    # displayed depth where the broker shows it, best first: (price, size)
+    bids: tuple[tuple[Decimal, Decimal], ...] = ()
+    asks: tuple[tuple[Decimal, Decimal], ...] = ()
 
     @property
     def mid(self) -> Decimal:
