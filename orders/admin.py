@@ -41,9 +41,11 @@ class OrderAdmin(ReadOnlyAdmin):
         "filled_quantity",
         "status",
         "broker",
+        "algo",
+        "parent",
         "created_at",
     ]
-    list_filter = ["status", "order_type", "side", "time_in_force", "asset_class"]
+    list_filter = ["status", "order_type", "side", "time_in_force", "asset_class", "algo"]
     search_fields = ["client_order_id", "broker_order_id", "symbol", "user__username"]
     date_hierarchy = "created_at"
     inlines = [OrderEventInline]

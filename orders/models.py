@@ -46,6 +46,14 @@ class OrderStatusChoices(models.TextChoices):
     EXPIRED = OrderStatus.EXPIRED.value
 
 
+class AlgoChoices(models.TextChoices):
+    """How a parent order is worked: its children carry the executions."""
+
+    TWAP = "TWAP", "TWAP: equal slices over a window"
+    VWAP = "VWAP", "VWAP: slices following the intraday volume curve"
+    SPLIT = "SPLIT", "Split across venues by displayed depth"
+
+
 class ActorType(models.TextChoices):
     USER = "USER"
     AGENT = "AGENT"
@@ -71,6 +79,11 @@ class Order(models.Model):
         BrokerAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
     )
     client_order_id = models.CharField(max_length=64)
+    # a parent order (algo set, no broker) is worked through child orders (parent set)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    algo = models.CharField(max_length=5, choices=AlgoChoices.choices, blank=True, default="", db_default="")
     symbol = models.CharField(max_length=20)
     asset_class = models.CharField(max_length=10)
     order_type = models.CharField(max_length=16, choices=OrderTypeChoices.choices)
@@ -121,6 +134,8 @@ class Order(models.Model):
             # the pre-trade check's order rate and duplicate lookups (risk.queries.recent_orders)
             models.Index(fields=["user", "created_at"], name="orders_owner_created"),
             models.Index(fields=["broker", "broker_order_id"], name="orders_broker_order"),
+            # routing's recent reject rate per account (routing.services._reject_rates)
+            models.Index(fields=["broker", "submitted_at"], name="orders_broker_submitted"),
         ]
 
     def __str__(self) -> str:
@@ -129,6 +144,10 @@ class Order(models.Model):
     @property
     def remaining_quantity(self) -> Decimal:
         return self.quantity - self.filled_quantity
+
+    @property
+    def is_parent(self) -> bool:
+        return bool(self.algo)
 
 
 class Fill(models.Model):

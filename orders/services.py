@@ -17,9 +17,10 @@ import datetime
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -56,10 +57,14 @@ from risk.services import (
     risk_emergency_stop_due,
     trading_state_set,
 )
-from routing.services import route_choose
+from routing.domain.scoring import OrderToRoute
+from routing.services import route_decide, route_record
 from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
 from trademaster.metrics import order_stage
 from trademaster.outbox import jsonable, outbox_record
+
+if TYPE_CHECKING:
+    from routing.algos import AlgoParams
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +190,15 @@ def _transition(
         from_status=before,
         data={"reason": reason, **(data or {})},
     )
+    _parent_follow(order)
+
+
+def _parent_follow(order: Order) -> None:
+    """A child changed: its parent aggregates it, under the parent's lock (child, then parent)."""
+    if order.parent_id is not None:
+        from orders.parents import parent_refresh
+
+        parent_refresh(order.parent_id)
 
 
 # --- placing ------------------------------------------------------------------------------------
@@ -204,7 +218,7 @@ _IDEMPOTENCY_FIELDS = (
 
 
 def _same_request(order: Order, req: OrderRequest, broker_id: int | None) -> bool:
-    if broker_id is not None and order.broker_id != broker_id:
+    if broker_id is not None and order.broker_id != broker_id and not order.algo:
         return False
     for name in _IDEMPOTENCY_FIELDS:
         theirs, ours = getattr(req, name), getattr(order, name)
@@ -235,12 +249,24 @@ class Placed(NamedTuple):
     created: bool  # False: the client_order_id was already used for this very order
 
 
-def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | None = None) -> Placed:
+def order_place(
+    *,
+    user,
+    request: OrderRequest,
+    actor: Actor,
+    broker_id: int | None = None,
+    algo: AlgoParams | None = None,
+    parent: Order | None = None,
+) -> Placed:
     """Validate, persist, risk-check, route and submit one order.
 
     Idempotent on ``client_order_id``: the same id with the same parameters returns the order
     already placed (``created`` False); with other parameters it is a 409 conflict. The order is
     returned as it stands after the broker's immediate reply (a marketable order may be FILLED).
+
+    With ``algo`` (TWAP/VWAP) the order becomes a parent worked by ``routing.algos``; an order
+    large enough to fragment becomes a SPLIT parent with one child per venue. ``parent`` marks a
+    child of such a parent (children are never split again).
     """
     with order_stage("validate"):
         errors = validate_order_request(request)
@@ -250,24 +276,52 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
     if request.client_order_id is None:
         request = replace(request, client_order_id=f"TM{uuid.uuid4().hex}")
     elif (existing := _existing(user, request, broker_id)) is not None:
+        if algo is not None and existing.algo != algo.kind:
+            raise Conflict(
+                "client_order_id_reused",
+                f"client_order_id {request.client_order_id!r} already names order {existing.pk}, "
+                f"which is not a {algo.kind} order.",
+                {"order_id": existing.pk},
+            )
         return Placed(existing, False)
 
     asset_class = asset_class_of(request.symbol)
     assert asset_class is not None  # validated above
-    account = route_choose(
-        user=user,
-        asset_class=asset_class,
-        order_type=request.order_type,
-        time_in_force=request.time_in_force,
-        broker_id=broker_id,
-    )
-    quote = _risk_quote(account, request.symbol)  # market data first: no broker call inside the transaction
+    if algo is not None:
+        from routing.algos import algo_place  # routing.algos places its children through here
+
+        return algo_place(user=user, request=request, params=algo, actor=actor, broker_id=broker_id)
+    with order_stage("route"):
+        route_ = route_decide(
+            user=user,
+            order=OrderToRoute(
+                symbol=request.symbol,
+                asset_class=asset_class,
+                side=request.side,
+                order_type=request.order_type,
+                time_in_force=request.time_in_force,
+                quantity=request.quantity,
+                limit_price=request.price,
+            ),
+            broker_id=broker_id,
+            allow_split=parent is None,
+        )
+    if route_.split:
+        from routing.algos import split_place
+
+        return split_place(user=user, request=request, route_=route_, actor=actor)
+    account = route_.account
+    assert account is not None
+    # market data first: no broker call inside the transaction
+    quote = route_.quotes.get(account.pk)
+    risk_quote = None if quote is None else RiskQuote(bid=quote.bid, ask=quote.ask, last=quote.last)
     try:
         # one transaction: the order, its risk verdict (under the risk lock) and its submission
         with transaction.atomic():
             order = Order.objects.create(
                 user=user,
                 broker=account,
+                parent=parent,
                 client_order_id=request.client_order_id,
                 symbol=request.symbol,
                 asset_class=asset_class.value,
@@ -286,11 +340,12 @@ def order_place(*, user, request: OrderRequest, actor: Actor, broker_id: int | N
                 event_type="CREATED",
                 actor=actor,
                 outbox_type="ORDER_CREATED",
-                data={"routed_to": str(account)},
+                data={"routed_to": str(account), "parent": order.parent_id},
             )
+            route_record(order=order, route_=route_)
             with order_stage("risk_check"):
                 assessment = risk_check_order(
-                    order=order, quote=quote, client_order_id_given=client_order_id_given
+                    order=order, quote=risk_quote, client_order_id_given=client_order_id_given
                 )
             if not assessment.approved:
                 _transition(
@@ -642,6 +697,7 @@ def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate)
         payload={"order": order_payload(order), "fill": fill_data},
     )
     _position_apply_fill(order, account, report.quantity, report.price, report.fee)
+    _parent_follow(order)
     return True
 
 
@@ -738,6 +794,10 @@ def _owned(user, order_id: int) -> Order:
 def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
     """Cancel an open order. A closed order is a 409; a cancel already in flight is a no-op."""
     order = _owned(user, order_id)
+    if order.algo:
+        from routing.algos import algo_cancel
+
+        return algo_cancel(user=user, order_id=order.pk, actor=actor)
     with transaction.atomic():
         order = _lock(order.pk)
         status = OrderStatus(order.status)
@@ -789,6 +849,10 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
         raise ValidationFailed({"non_field_errors": ["Nothing to change."]})
     if change.trail_amount is not None and change.trail_percent is not None:
         raise ValidationFailed({"trail_amount": ["Give trail_amount or trail_percent, not both."]})
+    if order.algo:
+        from routing.algos import algo_modify
+
+        return algo_modify(user=user, order_id=order.pk, quantity=change.quantity, actor=actor)
     quote = _risk_quote(order.broker, order.symbol)
     with transaction.atomic():
         order = _lock(order.pk)
@@ -887,13 +951,22 @@ def order_preview(*, user, request: OrderRequest, broker_id: int | None = None) 
         raise ValidationFailed(errors)
     asset_class = asset_class_of(request.symbol)
     assert asset_class is not None
-    account = route_choose(
+    route_ = route_decide(
         user=user,
-        asset_class=asset_class,
-        order_type=request.order_type,
-        time_in_force=request.time_in_force,
+        order=OrderToRoute(
+            symbol=request.symbol,
+            asset_class=asset_class,
+            side=request.side,
+            order_type=request.order_type,
+            time_in_force=request.time_in_force,
+            quantity=request.quantity,
+            limit_price=request.price,
+        ),
         broker_id=broker_id,
+        allow_split=False,
     )
+    account = route_.account
+    assert account is not None
     proposed = ProposedOrder(
         symbol=request.symbol,
         asset_class=asset_class,
@@ -945,10 +1018,18 @@ def _kill_client_order_id(user_id: int, broker_id: int, symbol: str, stamp: str)
     return head + safe[: 64 - len(head) - len(tail)] + tail
 
 
+def _open_order_ids_parents_first(user) -> Iterator[int]:
+    """Algo parents first (cancelling one stops its schedule and cancels its children), then the
+    orders still open after that, read only once the parents are done."""
+    open_orders = Order.objects.filter(user=user).open().order_by("pk")
+    yield from list(open_orders.exclude(algo="").values_list("pk", flat=True))
+    yield from list(open_orders.filter(algo="").values_list("pk", flat=True))
+
+
 def _kill_cancel_all(user, actor: Actor) -> tuple[list[int], list[tuple[int, str]]]:
     cancelled: list[int] = []
     failed: list[tuple[int, str]] = []
-    for order_id in Order.objects.filter(user=user).open().order_by("pk").values_list("pk", flat=True):
+    for order_id in _open_order_ids_parents_first(user):
         try:
             order = order_cancel(user=user, order_id=order_id, actor=actor)
         except TradeMasterError as exc:  # e.g. filled or cancelled meanwhile: 409

@@ -63,7 +63,8 @@ def source_legs(user_id: int, symbols: Iterable[str] | None = None, *, exclude_o
     from orders.models import Order, Position
 
     positions = Position.objects.filter(user_id=user_id).exclude(quantity=0)
-    orders = Order.objects.filter(user_id=user_id, status__in=_OPEN)
+    # a parent order is worked through its children, which carry the exposure
+    orders = Order.objects.filter(user_id=user_id, status__in=_OPEN, algo="")
     if symbols is not None:
         symbols = list(symbols)
         positions, orders = positions.filter(symbol__in=symbols), orders.filter(symbol__in=symbols)

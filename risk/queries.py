@@ -178,7 +178,7 @@ def recent_orders(
         params = [adapt(duplicate_since), symbol, side, quantity, *([] if price is None else [price])]
     sql = (
         f"SELECT COUNT(CASE WHEN created_at > %s THEN 1 END), COUNT({duplicate}) FROM orders "
-        "WHERE user_id = %s AND created_at >= %s AND id <> %s"
+        "WHERE user_id = %s AND created_at >= %s AND id <> %s AND algo = ''"
     )
     since = min(rate_since, duplicate_since)
     with connection.cursor() as cursor:

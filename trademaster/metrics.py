@@ -93,7 +93,7 @@ ORDER_STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
-ORDER_STAGES = ("validate", "risk_check", "broker_submit", "apply_updates")
+ORDER_STAGES = ("validate", "route", "risk_check", "broker_submit", "apply_updates")
 _stage_children = {stage: ORDER_STAGE_SECONDS.labels(stage=stage) for stage in ORDER_STAGES}
 
 stream_connections = Gauge(

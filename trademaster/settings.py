@@ -7,8 +7,10 @@ Production sets ``DATABASE_URL``, ``REDIS_URL``, ``SECRET_KEY`` and ``TRADEMASTE
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -186,6 +188,18 @@ CELERY_BEAT_SCHEDULE = {
         # a run that waited longer than one interval is stale: the next one is already due
         "options": {"expires": RISK_MONITOR_INTERVAL_SECONDS},
     },
+    # connection status and latency of every broker account (routing weighs both)
+    "broker-health": {
+        "task": "brokers.tasks.broker_health_check_all_task",
+        "schedule": 30.0,
+        "options": {"expires": 30},
+    },
+    # TWAP/VWAP slices come due: release them (each slice at most once, see routing.algos)
+    "algo-release-due": {
+        "task": "routing.tasks.algo_release_due_task",
+        "schedule": 1.0,
+        "options": {"expires": 1},
+    },
     # a safety net: `manage.py relay_outbox` relays within milliseconds when it runs
     "relay-outbox": {
         "task": "trademaster.tasks.relay_outbox_task",
@@ -298,6 +312,22 @@ BROKER_ADAPTERS = {
 }
 # The simulated market: one seed makes every run reproducible.
 MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))
+
+# --- routing ---------------------------------------------------------------------------------------
+# An order without a named broker is split across venues by displayed depth when its notional or
+# its estimated market impact reaches these (and more than one venue can take it).
+ROUTING_SPLIT_MIN_NOTIONAL = Decimal(os.environ.get("ROUTING_SPLIT_MIN_NOTIONAL", "100000"))
+ROUTING_SPLIT_MIN_IMPACT_BPS = Decimal(os.environ.get("ROUTING_SPLIT_MIN_IMPACT_BPS", "10"))
+# square-root impact model: impact_bps = coefficient * daily volatility * sqrt(quantity / ADV)
+ROUTING_IMPACT_COEFFICIENT = Decimal(os.environ.get("ROUTING_IMPACT_COEFFICIENT", "1"))
+# score weights per asset class override routing.domain.scoring.DEFAULT_WEIGHTS, e.g.
+# ROUTING_WEIGHTS = {"EQUITY": {"liquidity_bps": "5", "latency_bps_per_100ms": "0.5"}}
+ROUTING_WEIGHTS: dict[str, dict[str, str]] = json.loads(os.environ.get("ROUTING_WEIGHTS", "{}"))
+# a late TWAP/VWAP slice releases at most this many times its planned quantity
+ALGO_CATCH_UP_LIMIT = Decimal(os.environ.get("ALGO_CATCH_UP_LIMIT", "3"))
+ALGO_SLICE_SECONDS = int(os.environ.get("ALGO_SLICE_SECONDS", "60"))
+# tests and replays: a file holding the time scheduled work sees as now (trademaster.clock)
+TRADEMASTER_CLOCK_FILE = os.environ.get("TRADEMASTER_CLOCK_FILE", "")
 MARKET_TICK_MS = int(os.environ.get("MARKET_TICK_MS", "500"))
 
 # --- i18n / static --------------------------------------------------------------------------------

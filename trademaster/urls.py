@@ -7,6 +7,7 @@ from brokers.api import views as broker_api
 from orders import views as pages
 from orders.api import views as order_api
 from risk.api import views as risk_api
+from routing.api import views as routing_api
 from trademaster import health, metrics
 
 api_v1 = [
@@ -14,6 +15,11 @@ api_v1 = [
     path("orders/<int:order_id>/", order_api.OrderDetailApi.as_view(), name="order-detail"),
     path("orders/<int:order_id>/cancel/", order_api.OrderCancelApi.as_view(), name="order-cancel"),
     path("orders/<int:order_id>/events/", order_api.OrderEventListApi.as_view(), name="order-events"),
+    path("orders/<int:order_id>/routing/", routing_api.OrderRoutingApi.as_view(), name="order-routing"),
+    path("orders/<int:order_id>/algo/", routing_api.OrderAlgoApi.as_view(), name="order-algo"),
+    path("orders/<int:order_id>/pause/", routing_api.OrderAlgoPauseApi.as_view(), name="order-pause"),
+    path("orders/<int:order_id>/resume/", routing_api.OrderAlgoResumeApi.as_view(), name="order-resume"),
+    path("routing/quote/", routing_api.RoutingQuoteApi.as_view(), name="routing-quote"),
     path("fills/", order_api.FillListApi.as_view(), name="fills"),
     path("positions/", order_api.PositionListApi.as_view(), name="positions"),
     path("positions/aggregate/", order_api.PositionAggregateApi.as_view(), name="positions-aggregate"),

@@ -44,8 +44,47 @@ class OrderCreateInputSerializer(serializers.Serializer):
         help_text="Your id for the order; resubmitting the same id returns the same order.",
     )
     broker_id = serializers.IntegerField(
-        required=False, allow_null=True, help_text="A broker account of yours; omitted: the service routes."
+        required=False,
+        allow_null=True,
+        help_text="A broker account of yours (bypasses scoring, not eligibility or risk); omitted: the "
+        "service routes by best execution and may split a large order across venues.",
     )
+    algo = serializers.ChoiceField(
+        choices=[("TWAP", "TWAP"), ("VWAP", "VWAP")],
+        required=False,
+        allow_null=True,
+        help_text="Work the order over a window: TWAP (equal slices) or VWAP (following the intraday "
+        "volume curve). MARKET or LIMIT (price caps every child); needs end_time or duration_seconds.",
+    )
+    start_time = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: now.")
+    end_time = serializers.DateTimeField(required=False, allow_null=True)
+    duration_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    max_participation = StrictDecimalField(
+        max_digits=10,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="At most this fraction of the expected market volume per slice, e.g. 0.1.",
+    )
+    randomize = StrictDecimalField(
+        max_digits=10,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="TWAP only: vary each slice by up to this fraction (0 to 0.5).",
+    )
+    slices = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="Default: one a minute."
+    )
+
+    ALGO_FIELDS = ("start_time", "end_time", "duration_seconds", "max_participation", "randomize", "slices")
+
+    def validate(self, attrs):
+        if not attrs.get("algo"):
+            given = [f for f in self.ALGO_FIELDS if attrs.get(f) is not None]
+            if given:
+                raise serializers.ValidationError({f: ["Only for an algo order (set algo)."] for f in given})
+        return attrs
 
 
 class OrderModifyInputSerializer(serializers.Serializer):
@@ -55,6 +94,7 @@ class OrderModifyInputSerializer(serializers.Serializer):
     trail_amount = StrictDecimalField(**DEC, required=False)
     trail_percent = StrictDecimalField(max_digits=10, decimal_places=4, required=False)
     time_in_force = serializers.ChoiceField(choices=TimeInForceChoices.choices, required=False)
+    end_time = serializers.DateTimeField(required=False, help_text="Algo orders: the new end of the window.")
 
     def validate(self, attrs):
         unknown = set(self.initial_data) - set(self.fields)
@@ -72,6 +112,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     broker_id = serializers.IntegerField(read_only=True, allow_null=True)
     status = serializers.ChoiceField(choices=OrderStatusChoices.choices, read_only=True)
     remaining_quantity = serializers.DecimalField(**DEC, read_only=True)
+    parent_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = Order
@@ -79,6 +120,8 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "id",
             "user_id",
             "broker_id",
+            "parent_id",
+            "algo",
             "client_order_id",
             "symbol",
             "asset_class",

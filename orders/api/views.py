@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -16,6 +18,8 @@ from orders.api.filters import FillFilter, OrderFilter, PositionFilter
 from orders.domain.enums import OrderType, Side, TimeInForce
 from orders.domain.validation import OrderRequest
 from orders.models import Fill, Order, Position
+from routing.algos import AlgoParams, algo_modify
+from trademaster.errors import ValidationFailed
 
 ERROR = inline_serializer(
     "Error",
@@ -75,6 +79,7 @@ class OrderListCreateApi(generics.ListAPIView):
             user=request.user,
             request=order_request_from(data),
             broker_id=data.get("broker_id"),
+            algo=algo_params_from(data),
             actor=services.Actor.for_user(request.user, _actor_label(request)),
         )
         return Response(
@@ -106,13 +111,30 @@ class OrderDetailApi(APIView):
     )
     def patch(self, request: Request, order_id: int) -> Response:
         data = _valid(s.OrderModifyInputSerializer, request.data)
+        actor = services.Actor.for_user(request.user, _actor_label(request))
+        if selectors.order_get(user=request.user, order_id=order_id).algo:
+            others = sorted(set(data) - {"quantity", "end_time"})
+            if others:
+                raise ValidationFailed(
+                    {f: ["An algo order changes only quantity and end_time."] for f in others}
+                )
+            order = algo_modify(
+                user=request.user,
+                order_id=order_id,
+                quantity=data.get("quantity"),
+                end_time=data.get("end_time"),
+                actor=actor,
+            )
+            return Response(s.OrderOutputSerializer(order).data)
+        if "end_time" in data:
+            raise ValidationFailed({"end_time": ["Only an algo order has an end_time."]})
         if "time_in_force" in data:
             data["time_in_force"] = TimeInForce(data["time_in_force"])
         order = services.order_replace(
             user=request.user,
             order_id=order_id,
             change=OrderChange(**data),
-            actor=services.Actor.for_user(request.user, _actor_label(request)),
+            actor=actor,
         )
         return Response(s.OrderOutputSerializer(order).data)
 
@@ -207,6 +229,21 @@ def order_request_from(data: dict) -> OrderRequest:
         trail_amount=data.get("trail_amount"),
         trail_percent=data.get("trail_percent"),
         client_order_id=data.get("client_order_id"),
+    )
+
+
+def algo_params_from(data: dict) -> AlgoParams | None:
+    """The algo part of OrderCreateInputSerializer's validated data (None: a plain order)."""
+    if not data.get("algo"):
+        return None
+    return AlgoParams(
+        kind=data["algo"],
+        start_time=data.get("start_time"),
+        end_time=data.get("end_time"),
+        duration_seconds=data.get("duration_seconds"),
+        max_participation=data.get("max_participation"),
+        randomize=data.get("randomize") or Decimal(0),
+        slices=data.get("slices"),
     )
 
 

@@ -11,13 +11,17 @@ for the order's expected cost (orders that sell an existing long need none).
 
 Score (lower is better), in basis points of the mid price so that every term is comparable:
 
-* price: the expected all-in price (the displayed depth walked for the full quantity, plus fees)
-  against the mid, signed so that paying more for a buy or getting less for a sell costs more;
+* price: the expected all-in price (the displayed depth walked for the full quantity, plus fees;
+  a limit order takes no level beyond its limit and the rest is priced at the limit) against the
+  mid, signed so that paying more for a buy or getting less for a sell costs more;
   quantity beyond the displayed depth is priced at the last level plus ``beyond_depth_bps``;
 * liquidity: ``weights.liquidity_bps`` times the share of the order NOT available at the touch;
 * latency: ``weights.latency_bps_per_100ms`` per 100 ms of recent median latency;
 * rejects: ``weights.reject_bps`` times the recent reject rate (0..1);
 * health: ``weights.degraded_bps`` when the connection is DEGRADED.
+
+A sell of a quantity that some eligible accounts hold goes only to those accounts (the others are skipped
+with the reason), so that it closes the position instead of opening a short elsewhere.
 
 Ties (within ``TIE_BPS``) go to the account with the most buying power left after the order, so
 that a user's several accounts at one broker are used evenly rather than one being exhausted; then
@@ -61,7 +65,8 @@ class Fees:
     minimum: Decimal = ZERO
 
     def of(self, quantity: Decimal, notional: Decimal) -> Decimal:
-        return max(notional * self.bps / BPS + quantity * self.per_unit, self.minimum)
+        fee = notional * self.bps / BPS + quantity * self.per_unit
+        return max(fee, self.minimum) if fee > 0 else fee  # as the venue charges: no fee, no minimum
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +144,21 @@ def ineligible_because(venue: Venue, order: OrderToRoute) -> str | None:
     return None
 
 
-def _walk(levels: Iterable[tuple[Decimal, Decimal]], quantity: Decimal, beyond: Decimal, side: Side):
-    """(notional, quantity available at the touch) for ``quantity`` across the displayed depth."""
+def _walk(
+    levels: Iterable[tuple[Decimal, Decimal]],
+    quantity: Decimal,
+    beyond: Decimal,
+    side: Side,
+    limit: Decimal | None = None,
+):
+    """(notional, quantity available at the touch) for ``quantity`` across the displayed depth.
+
+    With a ``limit``, levels beyond it are not taken: the rest is expected to rest and fill at the
+    limit."""
     left, notional, touch, last = quantity, ZERO, ZERO, None
     for i, (price, size) in enumerate(levels):
+        if limit is not None and side.sign * (price - limit) > 0:
+            break
         take = min(left, size)
         notional += take * price
         if i == 0:
@@ -151,6 +167,8 @@ def _walk(levels: Iterable[tuple[Decimal, Decimal]], quantity: Decimal, beyond: 
         last = price
         if left <= 0:
             break
+    if left > 0 and limit is not None:
+        return notional + left * limit, touch
     if left > 0:
         if last is None:
             return None, ZERO
@@ -169,7 +187,8 @@ def candidate(venue: Venue, order: OrderToRoute, weights: Weights) -> Candidate 
     book = venue.asks if order.side == Side.BUY else venue.bids
     if not book:  # no depth shown: the touch only, as far as it goes
         book = ((venue.ask, order.quantity),) if order.side == Side.BUY else ((venue.bid, order.quantity),)
-    notional, touch = _walk(book, order.quantity, weights.beyond_depth_bps, order.side)
+    limit = order.limit_price if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
+    notional, touch = _walk(book, order.quantity, weights.beyond_depth_bps, order.side, limit)
     if notional is None:
         return "no displayed depth"
     fees = venue.fees.of(order.quantity, notional)
@@ -207,8 +226,18 @@ def route(
     chosen = (weights or DEFAULT_WEIGHTS)[order.asset_class]
     candidates: list[Candidate] = []
     skipped: list[tuple[int, str, str]] = []
-    for venue in sorted(venues, key=lambda v: v.account_id):
-        result = candidate(venue, order, chosen)
+    venues = sorted(venues, key=lambda v: v.account_id)
+    # a sell goes where the position is: an account holding the whole quantity closes it rather
+    # than another account opening a short beside it
+    results = [(venue, candidate(venue, order, chosen)) for venue in venues]
+    holders = {
+        v.account_id
+        for v, result in results
+        if order.side == Side.SELL and v.long_position >= order.quantity and not isinstance(result, str)
+    }
+    for venue, result in results:
+        if not isinstance(result, str) and holders and venue.account_id not in holders:
+            result = "does not hold the position (another account does)"
         if isinstance(result, str):
             skipped.append((venue.account_id, venue.label, result))
         else:

@@ -60,7 +60,7 @@ def test_placing_an_order_shows_in_the_request_and_pipeline_histograms(api, set_
     after = scrape()
     # then the request was timed under its route name, and each pipeline stage once
     assert after[POST_ORDERS] == before.get(POST_ORDERS, 0) + 1
-    for stage in ("validate", "risk_check", "broker_submit", "apply_updates"):
+    for stage in ("validate", "route", "risk_check", "broker_submit", "apply_updates"):
         assert stage_count(after, stage) == stage_count(before, stage) + 1, stage
     # and the histogram has its buckets, the sub-millisecond ones included
     assert ("tm_order_stage_duration_seconds_bucket", (("le", "0.001"), ("stage", "validate"))) in after

@@ -44,6 +44,8 @@ ROUTES: dict[str, tuple[Route, ...]] = {
     "TRADING_STATE_CHANGED": (RISK_ALERT,),
     "BROKER_STATUS": (BROKER_STATUS,),
     "BROKER_ANOMALY": (BROKER_STATUS,),
+    # a TWAP/VWAP/split parent: filled against schedule, on every slice, fill and control action
+    "ALGO_PROGRESS": (Route("orders", "ALGO_PROGRESS"),),
 }
 
 

@@ -46,6 +46,8 @@ def expected_order(**fields) -> dict:
     body = {
         "user_id": None,
         "broker_id": None,
+        "parent_id": None,
+        "algo": "",
         "client_order_id": "<generated>",
         "symbol": "AAPL",
         "asset_class": "EQUITY",

@@ -42,27 +42,29 @@ def market(set_mid):
 
 
 def test_market_order_fills_in_the_request_at_the_ask(api, trader, accounts, market, place):
-    # given AAPL at 100.00 (venue A asks 100.01)
+    # given AAPL at 100.00: venue A asks 100.01 but charges 0.005/share with a 1.00 minimum,
+    # venue B asks 100.03 with no commission
     # when the trader buys 10 at market without naming a broker
     body = place(api, symbol="AAPL", side="BUY", order_type="MARKET", quantity="10")
-    # then it was routed to venue A and filled there within the request
+    # then best execution routed it to venue B (10 x 100.03 = 1000.30 all-in beats A's
+    # 10 x 100.01 + max(10 x 0.005, 1.00) = 1001.10) and it filled there, at B's ask, commission-free
     assert stable(body) == expected_order(
         user_id=trader.pk,
-        broker_id=accounts["PAPER-EQ-A"].pk,
+        broker_id=accounts["PAPER-EQ-B"].pk,
         order_type="MARKET",
         quantity="10.00000000",
         status="FILLED",
         filled_quantity="10.00000000",
         remaining_quantity="0.00000000",
-        average_fill_price="100.01000000",
-        commission="1.0000",
+        average_fill_price="100.03000000",
+        commission="0.0000",
         filled_at=TIMESTAMP,
     )
     order = Order.objects.get(pk=body["id"])
     assert (order.status, order.filled_quantity, order.average_fill_price) == (
         "FILLED",
         Decimal("10"),
-        Decimal("100.01"),
+        Decimal("100.03"),
     )
 
 
@@ -92,8 +94,16 @@ def test_limit_order_below_the_market_rests(api, trader, accounts, market, place
 
 
 def test_stop_order_rests_until_triggered(api, trader, accounts, market, place):
-    # when the trader places a buy stop above the market
-    body = place(api, symbol="AAPL", side="BUY", order_type="STOP", quantity="5", stop_price="105.00")
+    # when the trader places a buy stop above the market at venue A
+    body = place(
+        api,
+        symbol="AAPL",
+        side="BUY",
+        order_type="STOP",
+        quantity="5",
+        stop_price="105.00",
+        broker_id=accounts["PAPER-EQ-A"].pk,
+    )
     # then it is accepted and not triggered
     assert stable(body) == expected_order(
         user_id=trader.pk,
@@ -107,7 +117,7 @@ def test_stop_order_rests_until_triggered(api, trader, accounts, market, place):
 
 
 def test_stop_limit_order_rests_until_triggered(api, trader, accounts, market, place):
-    # when the trader places a sell stop-limit below the market
+    # when the trader places a sell stop-limit below the market at venue A
     body = place(
         api,
         symbol="AAPL",
@@ -116,6 +126,7 @@ def test_stop_limit_order_rests_until_triggered(api, trader, accounts, market, p
         quantity="5",
         stop_price="95.00",
         price="94.50",
+        broker_id=accounts["PAPER-EQ-A"].pk,
     )
     # then it is accepted with both prices
     assert stable(body) == expected_order(
@@ -131,11 +142,17 @@ def test_stop_limit_order_rests_until_triggered(api, trader, accounts, market, p
 
 
 def test_trailing_stop_by_amount(api, trader, accounts, market, place):
-    # when the trader places a sell trailing stop 2.50 below the bid
+    # when the trader places a sell trailing stop 2.50 below the bid at venue A
     body = place(
-        api, symbol="AAPL", side="SELL", order_type="TRAILING_STOP", quantity="5", trail_amount="2.50"
+        api,
+        symbol="AAPL",
+        side="SELL",
+        order_type="TRAILING_STOP",
+        quantity="5",
+        trail_amount="2.50",
+        broker_id=accounts["PAPER-EQ-A"].pk,
     )
-    # then it rests (the bid 99.99 is above the stop 97.49)
+    # then it rests (A's bid 99.99 is above the stop 97.49)
     assert stable(body) == expected_order(
         user_id=trader.pk,
         broker_id=accounts["PAPER-EQ-A"].pk,
@@ -148,11 +165,11 @@ def test_trailing_stop_by_amount(api, trader, accounts, market, place):
 
 
 def test_trailing_stop_by_percent_sent_as_json_numbers(api, trader, accounts, market):
-    # when the trader sends the quantity and the trail percent as JSON numbers
+    # when the trader sends the quantity and the trail percent as JSON numbers (to venue A)
     response = post_raw(
         api,
         '{"symbol": "AAPL", "side": "SELL", "order_type": "TRAILING_STOP",'
-        ' "quantity": 7, "trail_percent": 1.5}',
+        f' "quantity": 7, "trail_percent": 1.5, "broker_id": {accounts["PAPER-EQ-A"].pk}}}',
     )
     # then they are read exactly (trail_percent has 4 decimals)
     assert response.status_code == 201
@@ -231,9 +248,16 @@ def test_json_numbers_beyond_float_precision_are_stored_exactly(api, market):
 
 
 def test_immediate_or_cancel_limit_that_cannot_fill_is_cancelled(api, trader, accounts, market, place):
-    # when an IOC bid below the ask arrives
+    # when an IOC bid below the ask arrives at venue A
     body = place(
-        api, symbol="AAPL", side="BUY", order_type="LIMIT", quantity="5", price="99.00", time_in_force="IOC"
+        api,
+        symbol="AAPL",
+        side="BUY",
+        order_type="LIMIT",
+        quantity="5",
+        price="99.00",
+        time_in_force="IOC",
+        broker_id=accounts["PAPER-EQ-A"].pk,
     )
     # then the venue cancels it at once
     assert stable(body) == expected_order(
@@ -283,7 +307,7 @@ def test_resubmitting_the_same_client_order_id_returns_the_same_order(api, trade
 
 
 def test_reusing_a_client_order_id_with_other_parameters_is_a_conflict(api, trader, accounts, market, place):
-    # given a resting limit with the client's id
+    # given a resting limit with the client's id, at venue A
     first = place(
         api,
         symbol="AAPL",
@@ -292,6 +316,7 @@ def test_reusing_a_client_order_id_with_other_parameters_is_a_conflict(api, trad
         quantity="5",
         price="99.00",
         client_order_id="dup-1",
+        broker_id=accounts["PAPER-EQ-A"].pk,
     )
     # when the id comes back with another quantity, another price, or another broker
     variants = [
@@ -641,8 +666,15 @@ def test_cancel_unknown_order_is_404(api, trader):
 
 
 def test_events_list_the_audit_trail_oldest_first(api, accounts, market, place):
-    # given a filled market order
-    order = place(api, symbol="AAPL", side="BUY", order_type="MARKET", quantity="10")
+    # given a market order filled at venue A (which charges a commission)
+    order = place(
+        api,
+        symbol="AAPL",
+        side="BUY",
+        order_type="MARKET",
+        quantity="10",
+        broker_id=accounts["PAPER-EQ-A"].pk,
+    )
     # when the trader reads its events
     events = events_of(api, order["id"])
     # then they run from creation to the fill, oldest first, with who did what
@@ -655,7 +687,10 @@ def test_events_list_the_audit_trail_oldest_first(api, accounts, market, place):
         ("ACCEPT", "SUBMITTED", "ACCEPTED", "BROKER", "broker"),
         ("FILL", "ACCEPTED", "FILLED", "BROKER", "broker"),
     ]
-    assert events[0]["data"] == {"routed_to": "Paper Equities A (tight spread, per-share fee)"}
+    assert events[0]["data"] == {
+        "routed_to": "Paper Equities A (tight spread, per-share fee)",
+        "parent": None,  # a plain order, not the child of an algo or split
+    }
     fill = Fill.objects.get(order_id=order["id"])
     assert events[3]["data"] == {
         "fill_id": fill.pk,
@@ -683,9 +718,16 @@ def test_events_of_unknown_order_is_404(api, trader):
     assert response.json()["code"] == "order_not_found"
 
 
-def test_response_is_json_with_decimals_as_strings(api, market, place):
-    # the raw body: decimals are JSON strings, never JSON numbers
-    order = place(api, symbol="AAPL", side="BUY", order_type="MARKET", quantity="10")
+def test_response_is_json_with_decimals_as_strings(api, accounts, market, place):
+    # the raw body: decimals are JSON strings, never JSON numbers (a fill at venue A's ask, 100.01)
+    order = place(
+        api,
+        symbol="AAPL",
+        side="BUY",
+        order_type="MARKET",
+        quantity="10",
+        broker_id=accounts["PAPER-EQ-A"].pk,
+    )
     raw = api.get(f"{ORDERS}{order['id']}/")
     assert raw["Content-Type"] == "application/json"
     assert '"average_fill_price":"100.01000000"' in raw.content.decode()

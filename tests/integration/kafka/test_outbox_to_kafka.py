@@ -26,17 +26,17 @@ ENVELOPE_FIELDS = {"event_id", "type", "occurred_at", "user_id", "account_id", "
 def test_an_api_order_is_published_to_its_topics_keyed_by_its_account(
     api, trader, accounts, set_mid, kafka, kafka_broker
 ):
-    # given a market order placed through the API, filled at once
+    # given a market order placed through the API at venue A, filled at once
     set_mid("AAPL", "100.00")
+    account = accounts["PAPER-EQ-A"]
     response = api.post(
         "/api/v1/orders/",
-        {"symbol": "AAPL", "side": "BUY", "order_type": "MARKET", "quantity": "10"},
+        {"symbol": "AAPL", "side": "BUY", "order_type": "MARKET", "quantity": "10", "broker_id": account.pk},
         format="json",
     )
     assert response.status_code == 201, response.content
     order = response.json()
     assert order["status"] == "FILLED"
-    account = accounts["PAPER-EQ-A"]
     assert order["broker_id"] == account.pk
     pending = list(OutboxEvent.objects.filter(published_at__isnull=True))
     for_kafka = {str(e.event_id): e for e in pending if e.type in OUTBOX_TOPICS}

@@ -45,9 +45,9 @@ def committed(bootstrap: str, group: str, base: str) -> int:
 
 
 def test_a_signal_becomes_one_order_even_when_delivered_twice(trader, accounts, set_mid, kafka, kafka_broker):
-    # given a signal for the trader, on the topic twice (a redelivery)
+    # given a signal for the trader, for venue A, on the topic twice (a redelivery)
     set_mid("AAPL", "100.00")
-    raw = signal("alpha-1")
+    raw = signal("alpha-1", broker_id=accounts["PAPER-EQ-A"].pk)
     produce(kafka_broker, SIGNALS, [(b"alpha-1", raw), (b"alpha-1", raw)])
     # when the consumer handles both messages
     out = consume_signals(2)

@@ -106,7 +106,9 @@ def test_dry_run_returns_the_assessment_and_places_nothing(api, trader, accounts
     assert data["reasons"][0]["rule"] == "MAX_ORDER_NOTIONAL"
     assert (data["reasons"][0]["limit"], data["reasons"][0]["value"]) == ("1000.00000000", "1980.00000000")
     assert data["projected"]["order_notional"] == "1980.00000000"
-    assert data["broker_id"] == accounts["PAPER-EQ-A"].pk
+    # and it names the account the order would be routed to: venue B, no commission
+    # (20 x 100.03 = 2000.60 all-in beats A's 20 x 100.01 + max(20 x 0.005, 1.00) = 2001.20)
+    assert data["broker_id"] == accounts["PAPER-EQ-B"].pk
     assert Order.objects.count() == 0
     # and an approvable order says so, with the reservation it would make
     ok = api.post("/api/v1/risk/check/", {**body, "quantity": "10"}, format="json").json()

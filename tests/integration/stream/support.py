@@ -69,15 +69,18 @@ def relay_all() -> int:
 relay = database_sync_to_async(relay_all)
 
 
-async def place_market_order(api, symbol: str = "AAPL", quantity: str = "10") -> Frame:
-    """POST a MARKET buy through the REST API (it fills within the request); the order body."""
+async def place_market_order(
+    api, symbol: str = "AAPL", quantity: str = "10", broker_id: int | None = None
+) -> Frame:
+    """POST a MARKET buy through the REST API (it fills within the request); the order body.
+
+    Without ``broker_id`` the service routes it (best execution)."""
+    body = {"symbol": symbol, "side": "BUY", "order_type": "MARKET", "quantity": quantity}
+    if broker_id is not None:
+        body["broker_id"] = broker_id
 
     def post() -> Frame:
-        response = api.post(
-            ORDERS,
-            {"symbol": symbol, "side": "BUY", "order_type": "MARKET", "quantity": quantity},
-            format="json",
-        )
+        response = api.post(ORDERS, body, format="json")
         assert response.status_code == 201, response.content
         return response.json()
 

@@ -49,7 +49,7 @@ def outbox_ids(user) -> list[str]:
     return [str(e) for e in OutboxEvent.objects.filter(user_id=user.pk).values_list("event_id", flat=True)]
 
 
-def test_an_order_placed_through_the_api_reaches_the_subscribed_socket(trader, api, market):
+def test_an_order_placed_through_the_api_reaches_the_subscribed_socket(trader, api, accounts, market):
     token = token_of(trader)
 
     async def scenario():
@@ -58,7 +58,7 @@ def test_an_order_placed_through_the_api_reaches_the_subscribed_socket(trader, a
                 "type": "SUBSCRIBED",
                 "topics": ["fills", "orders"],
             }
-            order = await place_market_order(api)
+            order = await place_market_order(api, broker_id=accounts["PAPER-EQ-A"].pk)
             await relay()
             frames = await frames_until(client, has_fill_and_filled_order)
             assert await client.receive_nothing(timeout=QUIET)
@@ -76,7 +76,7 @@ def test_an_order_placed_through_the_api_reaches_the_subscribed_socket(trader, a
     fill = frames[3]
     assert fill["data"]["order"]["id"] == order["id"]
     assert fill["data"]["fill"]["quantity"] == "10.00000000"
-    assert fill["data"]["fill"]["price"] == "100.01000000"  # money stays a string
+    assert fill["data"]["fill"]["price"] == "100.01000000"  # venue A's ask; money stays a string
     assert frames[4]["event_id"] == fill["event_id"]  # one outbox event, two topics
     assert frames[4]["data"]["event"] == "FILL"
     assert set(frames[0]) == {"type", "event_id", "occurred_at", "data"}

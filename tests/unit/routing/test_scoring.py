@@ -121,3 +121,32 @@ def test_latency_rejects_and_a_degraded_link_weigh_in():
         D(4),
         D(10),
     ]
+
+
+def test_a_sell_goes_to_the_account_that_holds_the_position():
+    # account 1 bids more, but only account 2 holds the 50 shares: selling at 1 would open a short
+    richer_bid = venue(1, bid=D("99.995"), bids=((D("99.995"), D("1000")),))
+    holder = venue(2, long_position=D("50"))
+    decision = route([richer_bid, holder], buy("50", side=Side.SELL))
+    assert decision.winner.account_id == 2
+    assert decision.skipped == ((1, "acct-1", "does not hold the position (another account does)"),)
+    # selling more than anyone holds: scored as usual
+    assert route([richer_bid, holder], buy("60", side=Side.SELL)).winner.account_id == 1
+
+
+def test_a_limit_order_is_priced_no_worse_than_its_limit():
+    # 1,500 to buy at 100.01 limit: 1,000 shown at the limit, the rest rests at the limit
+    decision = route([venue(1)], buy("1500", order_type=OrderType.LIMIT, limit_price=D("100.01")))
+    assert decision.winner.all_in_price == D("100.01")
+    assert decision.winner.liquidity_bps == D(5) * D(500) / D(1500)
+
+
+def test_a_minimum_fee_applies_only_when_there_is_a_fee():
+    assert Fees(minimum=D("1.00")).of(D(10), D(1000)) == D(0)
+    assert Fees(per_unit=D("0.005"), minimum=D("1.00")).of(D(10), D(1000)) == D("1.00")
+
+
+def test_a_sell_holder_that_is_down_does_not_block_the_others():
+    down_holder = venue(2, long_position=D("50"), status="DOWN")
+    decision = route([venue(1), down_holder], buy("50", side=Side.SELL))
+    assert decision.winner.account_id == 1
