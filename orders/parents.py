@@ -71,6 +71,11 @@ def parent_create(
     return order
 
 
+def _q(quantity: Decimal) -> str:
+    """A quantity as a trader writes it: 300, 0.25 (not 300.00000000)."""
+    return f"{quantity.normalize():f}"
+
+
 def children_open(parent_id: int) -> bool:
     return Order.objects.filter(parent_id=parent_id, status__in=_OPEN).exists()
 
@@ -122,7 +127,7 @@ def parent_refresh(parent_id: int) -> Order:
             parent,
             OrderEventType.CANCEL,
             actor=SYSTEM,
-            reason=f"cancelled with {parent.filled_quantity} of {parent.quantity} filled",
+            reason=f"cancelled with {_q(parent.filled_quantity)} of {_q(parent.quantity)} filled",
             fields=("cancelled_at",),
         )
     elif parent.filled_quantity < parent.quantity and children_exist(parent_id):
@@ -131,8 +136,8 @@ def parent_refresh(parent_id: int) -> Order:
             OrderEventType.EXPIRE,
             actor=SYSTEM,
             reason=(
-                f"schedule ended with {parent.quantity - parent.filled_quantity} of {parent.quantity} "
-                "unfilled (see the children for why)"
+                f"schedule ended with {_q(parent.quantity - parent.filled_quantity)} of "
+                f"{_q(parent.quantity)} unfilled (see the children for why)"
             ),
         )
     return parent

@@ -419,7 +419,9 @@ def _claim(algo_id: int, now: dt.datetime) -> list[AlgoSlice]:
 
 
 def _place(algo: AlgoOrder, slice_: AlgoSlice, now: dt.datetime) -> bool:
-    """Step 3: place the child of a RELEASING slice (again, after a crash: same client_order_id)."""
+    """Step 3: place the child of a RELEASING slice (again, after a crash: same client_order_id).
+
+    True when this call created the child (not when order_place found it already there)."""
     parent = algo.parent
     assert slice_.released_quantity is not None
     request = OrderRequest(
@@ -431,22 +433,22 @@ def _place(algo: AlgoOrder, slice_: AlgoSlice, now: dt.datetime) -> bool:
         price=algo.limit_price,
         client_order_id=slice_.client_order_id,
     )
-    child, note = None, ""
+    child, created, note = None, False, ""
     try:
-        child = order_place(
+        child, created = order_place(
             user=parent.user,
             request=request,
             actor=algo_actor(algo.kind),
             broker_id=slice_.broker_id or algo.broker_id,
             parent=parent,
-        ).order
+        )
     except TradeMasterError as exc:
         note = exc.message[:200]
         logger.warning("slice %s of algo %s: no child placed: %s", slice_.seq, algo.pk, exc.message)
     with transaction.atomic():
         locked = AlgoSlice.objects.select_for_update().get(pk=slice_.pk)
         if locked.state != SliceState.RELEASING:
-            return False  # another worker finished it
+            return created  # another worker finished it
         locked.state, locked.child, locked.note = SliceState.RELEASED, child, note
         locked.save(update_fields=["state", "child", "note"])
         parent_record(
@@ -461,7 +463,7 @@ def _place(algo: AlgoOrder, slice_: AlgoSlice, now: dt.datetime) -> bool:
             },
         )
         _progress_event(algo, now)
-    return child is not None
+    return created
 
 
 def algo_release(algo_id: int, *, now: dt.datetime) -> int:
@@ -590,7 +592,8 @@ def algo_modify(
         floor = parent.filled_quantity + _working(parent)
         if quantity is not None:
             if quantity < floor or quantity <= 0:
-                errors["quantity"] = [f"quantity must be at least {floor} (filled and working)."]
+                least = f"{floor.normalize():f}"
+                errors["quantity"] = [f"quantity must be at least {least} (filled and working)."]
             elif quantity % algo.lot_size != 0:
                 errors["quantity"] = [
                     f"quantity must be a multiple of the lot size {algo.lot_size.normalize():f}."

@@ -27,7 +27,16 @@ from brokers.services import adapter_for
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from orders.models import Order, OrderStatusChoices, Position
 from routing.domain.impact import Allocation, Book, impact_bps, split_by_depth
-from routing.domain.scoring import DEFAULT_WEIGHTS, Decision, Fees, OrderToRoute, Venue, Weights, route
+from routing.domain.scoring import (
+    DEFAULT_WEIGHTS,
+    Candidate,
+    Decision,
+    Fees,
+    OrderToRoute,
+    Venue,
+    Weights,
+    route,
+)
 from routing.models import RoutingDecision
 from trademaster.errors import NotFound, TradeMasterError
 
@@ -180,12 +189,17 @@ def _split(
         and (impact or 0) < settings.ROUTING_SPLIT_MIN_IMPACT_BPS
     ):
         return impact, []
+    limit = order.limit_price if order.order_type == OrderType.LIMIT else None
     books = []
     for c in decision.candidates:
         v = venues[c.account_id]
-        books.append(
-            Book(account_id=v.account_id, levels=v.asks if order.side == Side.BUY else v.bids, fees=v.fees)
-        )
+        levels = v.asks if order.side == Side.BUY else v.bids
+        if limit is not None:  # a limit order takes only the depth within its limit
+            levels = tuple((p, q) for p, q in levels if order.side.sign * (p - limit) <= 0)
+        if levels:
+            books.append(Book(account_id=v.account_id, levels=levels, fees=v.fees))
+    if len(books) < 2:
+        return impact, []
     allocations = split_by_depth(quantity=order.quantity, side=order.side, books=books, lot=stats.lot_size)
     return impact, allocations if len(allocations) > 1 else []
 
@@ -200,8 +214,17 @@ def _short_of_power(decision: Decision, venues: dict[int, Venue], order: OrderTo
     fallback = route(lifted, order, weights())
     if fallback.winner is None:
         return decision
+
+    def real(c: Candidate) -> Candidate:  # what is really left (negative: short by that much)
+        needed = UNLIMITED - c.buying_power_after if c.account_id in short else Decimal(0)
+        left = venues[c.account_id].buying_power - needed if c.account_id in short else c.buying_power_after
+        return replace(c, buying_power_after=left)
+
+    candidates = tuple(real(c) for c in fallback.candidates)
     return replace(
         fallback,
+        winner=candidates[0],
+        candidates=candidates,
         skipped=decision.skipped,
         reason=f"{fallback.winner.label}: no account has the buying power; the pre-trade check decides",
     )

@@ -198,7 +198,8 @@ def candidate(venue: Venue, order: OrderToRoute, weights: Weights) -> Candidate 
         needs = (order.quantity - venue.long_position) * all_in  # a short needs margin
     if needs > venue.buying_power:
         return (
-            f"buying power {venue.buying_power:,} is short of the {needs.quantize(Decimal('0.01')):,} needed"
+            f"buying power {venue.buying_power.quantize(Decimal('0.01')):,} is short of the "
+            f"{needs.quantize(Decimal('0.01')):,} needed"
         )
     price_bps = order.side.sign * (all_in - mid) / mid * BPS
     liquidity_bps = weights.liquidity_bps * (order.quantity - touch) / order.quantity
@@ -258,10 +259,12 @@ def route(
     if len(ranked) > 1:
         runner = ranked[1]
         if runner.score_bps - best <= TIE_BPS:
-            reason = (
-                f"{winner.label}: tied with {runner.label} on {_bps(best)} bps; "
+            why = (
                 f"more buying power left ({winner.buying_power_after:,.2f})"
+                if winner.buying_power_after != runner.buying_power_after
+                else "same buying power left; lower account id"
             )
+            reason = f"{winner.label}: tied with {runner.label} on {_bps(best)} bps; {why}"
         else:
             reason += f", {_bps(runner.score_bps - winner.score_bps)} bps better than {runner.label}"
     return Decision(winner, tuple(ranked), tuple(skipped), reason)

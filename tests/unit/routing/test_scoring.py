@@ -83,7 +83,7 @@ def test_ineligible_venues_are_never_chosen_and_say_why():
     assert reasons[2] == "account is inactive"
     assert reasons[3] == "does not list AAPL"
     assert reasons[4] == "does not take LIMIT orders"
-    assert reasons[5].startswith("buying power 500 is short of the 9,900.00 needed")
+    assert reasons[5].startswith("buying power 500.00 is short of the 9,900.00 needed")
     assert reasons[6] == "does not trade EQUITY"
 
 
