@@ -19,13 +19,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Sum
 from django.utils import timezone
 
 from orders.domain.enums import OPEN_STATUSES, TERMINAL_STATUSES, OrderStatus
 from orders.domain.state import OrderEventType, Progress, apply
 from orders.domain.validation import OrderRequest
-from orders.models import Order
+from orders.models import Fill, Order
 from orders.services import SYSTEM, Actor, _lock, _record, _transition
 from risk.domain.context import TradingState
 from risk.services import risk_profile_get
@@ -85,12 +84,14 @@ def parent_refresh(parent_id: int) -> Order:
     from routing.algos import algo_more_to_release  # routing knows the schedule
 
     parent = _lock(parent_id)
-    totals = Order.objects.filter(parent_id=parent_id, filled_quantity__gt=0).aggregate(
-        filled=Sum("filled_quantity"),
-        notional=Sum(F("filled_quantity") * F("average_fill_price")),
-        commission=Sum("commission"),
-    )
-    filled = totals["filled"] or Decimal(0)
+    # from the fills themselves, in Python: the average is exact (not re-using the children's
+    # rounded averages) and SQLite would sum the products as floats
+    fills = list(Fill.objects.filter(order__parent_id=parent_id).values_list("quantity", "price", "fee"))
+    filled = sum((q for q, _, _ in fills), Decimal(0))
+    totals = {
+        "notional": sum((q * p for q, p, _ in fills), Decimal(0)),
+        "commission": sum((f for _, _, f in fills), Decimal(0)),
+    }
     status = OrderStatus(parent.status)
     # a quantity cut to exactly what has filled (algo_modify) completes it with no new fill
     working = (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)

@@ -273,7 +273,7 @@ def split_place(*, user, request: OrderRequest, route_: Route, actor: Actor) -> 
                 start_time=now,
                 end_time=now,
                 limit_price=request.price,
-                lot_size=min(a.quantity for a in route_.split),
+                lot_size=stats.lot_size if (stats := market_stats(request.symbol)) else Decimal(1),
             )
             AlgoSlice.objects.bulk_create(
                 AlgoSlice(algo=algo, seq=i, due_at=now, quantity=a.quantity, broker_id=a.account_id)
