@@ -15,11 +15,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from brokers.adapters.paper import instrument_spec
+from brokers.adapters.paper import instrument_spec, paper_quote
 from brokers.domain.adapter import (
     BrokerAdapter,
     BrokerError,
     BrokerOrderUpdate,
+    BrokerRejected,
     BrokerRetryable,
     Health,
     Quote,
@@ -184,6 +185,36 @@ def broker_health_check_all() -> int:
     for account in accounts:
         broker_account_health_check(account=account)
     return len(accounts)
+
+
+def quotes_for(*, accounts: list[BrokerAccount], symbol: str) -> dict[int, tuple[bool, Quote | None]]:
+    """Each account's quote of ``symbol`` as ``(listed, quote or None)``, for routing.
+
+    Paper accounts share one read of the instrument and one book per venue (their venue comes
+    with the account: select_related("paper_venue")); other accounts ask their broker, where
+    a refusal means the symbol is not listed and any other error means no quote now.
+    """
+    quotes: dict[int, tuple[bool, Quote | None]] = {}
+    paper = [a for a in accounts if a.paper_venue_id is not None]
+    if paper:
+        inst = Instrument.objects.filter(symbol=symbol).first()
+        books: dict[int, Quote] = {}
+        for account in paper:
+            if inst is None:
+                quotes[account.pk] = (False, None)
+                continue
+            if account.paper_venue_id not in books:
+                books[account.paper_venue_id] = paper_quote(inst, account.paper_venue)
+            quotes[account.pk] = (True, books[account.paper_venue_id])
+    for account in accounts:
+        if account.paper_venue_id is None:
+            try:
+                quotes[account.pk] = (True, adapter_for(account).quote(symbol))
+            except BrokerRejected:
+                quotes[account.pk] = (False, None)
+            except (BrokerError, OSError):
+                quotes[account.pk] = (True, None)
+    return quotes
 
 
 def quote_get(*, account: BrokerAccount, symbol: str) -> Quote:

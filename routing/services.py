@@ -21,9 +21,9 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from brokers.domain.adapter import BrokerError, BrokerRejected, Capabilities, Quote
+from brokers.domain.adapter import Capabilities, Quote
 from brokers.models import BrokerAccount, Instrument
-from brokers.services import adapter_for
+from brokers.services import adapter_for, quotes_for
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from orders.models import Order, OrderStatusChoices, Position
 from routing.domain.impact import Allocation, Book, impact_bps, split_by_depth
@@ -86,16 +86,6 @@ def market_stats(symbol: str) -> MarketStats | None:
     return MarketStats(*row) if row else None
 
 
-def _quote(account: BrokerAccount, symbol: str) -> tuple[bool, Quote | None]:
-    """(lists the symbol, its quote or None) at ``account``'s broker."""
-    try:
-        return True, adapter_for(account).quote(symbol)
-    except BrokerRejected:
-        return False, None
-    except (BrokerError, OSError):
-        return True, None
-
-
 def _reject_rates(accounts: list[BrokerAccount]) -> dict[int, Decimal]:
     """Each account's share of orders refused by the broker (sent, then REJECTED) in the last hour."""
     rows = (
@@ -152,18 +142,28 @@ def route_venues(
         )
     )
     rejects = _reject_rates(accounts)
+    quotes = quotes_for(accounts=[a for a in accounts if a.is_active], symbol=symbol)
     venues = []
     for account in accounts:
         capabilities = adapter_for(account).capabilities
         long = max(held.get(account.pk, Decimal(0)), Decimal(0))
-        listed, quote = _quote(account, symbol) if account.is_active else (True, None)
+        listed, quote = quotes.get(account.pk, (True, None))
         venue = _venue(account, capabilities, listed, quote, long, rejects.get(account.pk, Decimal(0)))
         venues.append((account, venue, quote))
     return venues
 
 
+def venue_key(account: BrokerAccount) -> tuple[str, int | None]:
+    """Which market an account sees: accounts at one venue (or one broker) share its book."""
+    return (account.broker_name, account.paper_venue_id)
+
+
 def _split(
-    order: OrderToRoute, decision: Decision, venues: dict[int, Venue], stats: MarketStats | None
+    order: OrderToRoute,
+    decision: Decision,
+    venues: dict[int, Venue],
+    accounts: dict[int, BrokerAccount],
+    stats: MarketStats | None,
 ) -> tuple[Decimal | None, list[Allocation]]:
     """(impact estimate, the split when the order is large enough to fragment, else [])."""
     impact = None
@@ -191,7 +191,12 @@ def _split(
         return impact, []
     limit = order.limit_price if order.order_type == OrderType.LIMIT else None
     books = []
-    for c in decision.candidates:
+    seen: set[tuple[str, int | None]] = set()
+    for c in decision.candidates:  # best first: a venue's depth goes to its best-ranked account
+        key = venue_key(accounts[c.account_id])
+        if key in seen:  # the same venue's book seen through another account: count it once
+            continue
+        seen.add(key)
         v = venues[c.account_id]
         levels = v.asks if order.side == Side.BUY else v.bids
         if limit is not None:  # a limit order takes only the depth within its limit
@@ -266,7 +271,9 @@ def route_decide(
         )
     # an order no account can pay for goes whole to one account, whose pre-trade check rejects it
     splittable = allow_split and not short_of_power
-    impact, split = _split(order, decision, venues, market_stats(order.symbol)) if splittable else (None, [])
+    impact, split = None, []
+    if splittable:
+        impact, split = _split(order, decision, venues, accounts, market_stats(order.symbol))
     return Route(
         order,
         accounts[decision.winner.account_id],

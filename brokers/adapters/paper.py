@@ -390,19 +390,7 @@ class PaperAdapter:
         return AccountInfo(cash=cash, buying_power=max(cash, Decimal(0)), total_value=value.quantize(Q8))
 
     def quote(self, symbol: str) -> Quote:
-        inst = self._instrument(symbol)
-        book = self._book(inst, self._venue())
-        return Quote(
-            symbol=symbol,
-            bid=book.best_bid,
-            ask=book.best_ask,
-            bid_size=book.bid_size,
-            ask_size=book.ask_size,
-            last=inst.mid,
-            at=inst.updated_at,
-            bids=tuple((level.price, level.size) for level in book.bids),
-            asks=tuple((level.price, level.size) for level in book.asks),
-        )
+        return paper_quote(self._instrument(symbol), self._venue())
 
     def health(self) -> HealthReport:
         venue = self._venue()
@@ -411,3 +399,19 @@ class PaperAdapter:
                 status=Health.DEGRADED, latency_ms=Decimal(0), detail=venue.reject_new_orders_reason
             )
         return HealthReport(status=Health.CONNECTED, latency_ms=Decimal(0))
+
+
+def paper_quote(inst: Instrument, venue: PaperVenue) -> Quote:
+    """The venue's quote of an instrument: its book's top and displayed depth."""
+    book = build_book(inst.mid, instrument_spec(inst), venue_spec(venue))
+    return Quote(
+        symbol=inst.symbol,
+        bid=book.best_bid,
+        ask=book.best_ask,
+        bid_size=book.bid_size,
+        ask_size=book.ask_size,
+        last=inst.mid,
+        at=inst.updated_at,
+        bids=tuple((level.price, level.size) for level in book.bids),
+        asks=tuple((level.price, level.size) for level in book.asks),
+    )

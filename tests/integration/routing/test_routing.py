@@ -448,6 +448,16 @@ def test_a_limit_order_only_one_venue_reaches_is_not_split(place, a, aapl, setti
     assert decision_of(order).split == []
 
 
+def test_two_accounts_at_one_venue_count_its_displayed_depth_once(place, a, b, second_b, aapl, settings):
+    settings.ROUTING_SPLIT_MIN_NOTIONAL = D("50000")
+    # B and B2 show the same book (venue B's 120 @ 100.03 first): it is one venue's depth, not two,
+    # so the split is A 780 and B 120 as with one B account (B: the best-ranked of the two, tied
+    # on score and buying power, lower id)
+    parent = place(quantity="900")
+    assert [(c.broker_id, c.quantity) for c in children(parent)] == [(a.pk, D(780)), (b.pk, D(120))]
+    assert [row["account_id"] for row in decision_of(parent).split] == [a.pk, b.pk]
+
+
 def test_an_order_naming_a_broker_is_never_split(place, a, aapl, settings):
     settings.ROUTING_SPLIT_MIN_NOTIONAL = D("50000")
     order = place(quantity="900", broker_id=a.pk)
