@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from brokers.models import BrokerAccount, Instrument, PaperBalance, PaperHolding, PaperOrder, PaperVenue
-from brokers.services import adapters_reset
+from brokers.models import (
+    BrokerAccount,
+    ConnectionStatus,
+    Instrument,
+    PaperBalance,
+    PaperHolding,
+    PaperOrder,
+    PaperVenue,
+)
+from brokers.services import adapters_reset, broker_account_health_check
 
 
 class BrokerAccountForm(forms.ModelForm):
@@ -64,13 +72,31 @@ class BrokerAccountAdmin(admin.ModelAdmin):
         "is_active",
         "sandbox_mode",
         "connection_status",
+        "latency_ms",
+        "last_heartbeat_at",
         "buying_power",
         "total_value",
         "credentials",
     ]
     list_filter = ["broker_name", "is_active", "sandbox_mode", "connection_status"]
     search_fields = ["account_id", "label", "user__username"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = [
+        "connection_status",
+        "latency_ms",
+        "last_heartbeat_at",
+        "health_detail",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["test_connection"]
+
+    @admin.action(description="Test connection (ask each broker how it is, now)")
+    def test_connection(self, request, queryset) -> None:
+        for account in queryset.select_related("paper_venue"):
+            status = broker_account_health_check(account=account)
+            level = messages.SUCCESS if status == ConnectionStatus.CONNECTED else messages.WARNING
+            detail = f": {account.health_detail}" if account.health_detail else ""
+            self.message_user(request, f"{account}: {status} ({account.latency_ms} ms){detail}", level)
 
     @admin.display(boolean=True)
     def credentials(self, obj: BrokerAccount) -> bool:

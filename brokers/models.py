@@ -88,6 +88,10 @@ class BrokerAccount(models.Model):
         max_length=10, choices=ConnectionStatus.choices, default=ConnectionStatus.CONNECTED
     )
     latency_ms = models.PositiveIntegerField(default=0, help_text="recent median round trip to the broker")
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last successful health check")
+    health_detail = models.CharField(
+        max_length=200, blank=True, default="", help_text="what the last check said"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

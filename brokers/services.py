@@ -169,12 +169,17 @@ def broker_account_health_check(*, account: BrokerAccount) -> ConnectionStatus:
         report = adapter_for(account).health()
     except (BrokerError, OSError) as exc:
         status, reason = _status_after(exc), f"health check failed: {exc}"
+        BrokerAccount.objects.filter(pk=account.pk).update(health_detail=reason[:200])
     else:
         status, reason = ConnectionStatus(Health(report.status).value), report.detail
-        latency = int(report.latency_ms.to_integral_value())
-        if latency != account.latency_ms:  # routing weighs it
-            BrokerAccount.objects.filter(pk=account.pk).update(latency_ms=latency)
-            account.latency_ms = latency
+        account.latency_ms = int(report.latency_ms.to_integral_value())  # routing weighs it
+        account.last_heartbeat_at = timezone.now()
+        BrokerAccount.objects.filter(pk=account.pk).update(
+            latency_ms=account.latency_ms,
+            last_heartbeat_at=account.last_heartbeat_at,
+            health_detail=reason[:200],
+        )
+    account.health_detail = reason[:200]
     broker_connection_status_set(account=account, status=status, reason=reason)
     return status
 

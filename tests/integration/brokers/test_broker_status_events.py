@@ -9,6 +9,7 @@ from brokers.adapters.paper import PaperAdapter
 from brokers.domain.adapter import AccountInfo, BrokerError, BrokerRetryable
 from brokers.models import BrokerAccount, ConnectionStatus
 from brokers.services import (
+    adapters_reset,
     broker_account_health_check,
     broker_account_sync,
     broker_connection_status_set,
@@ -127,3 +128,37 @@ def test_the_health_check_records_what_the_venue_reports(accounts):
         ("DEGRADED", "venue halted"),
         ("CONNECTED", ""),
     ]
+
+
+class SilentBroker(PaperAdapter):
+    """The paper venue not answering its health check (it asks to retry later)."""
+
+    def health(self):
+        raise BrokerRetryable("health endpoint timed out")
+
+
+def test_the_health_check_records_the_heartbeat_latency_and_what_the_broker_said(accounts, settings):
+    account = accounts["PAPER-EQ-A"]
+    assert broker_account_health_check(account=account) == ConnectionStatus.CONNECTED
+    stored = BrokerAccount.objects.get(pk=account.pk)
+    assert stored.last_heartbeat_at is not None and stored.latency_ms == 0 and stored.health_detail == ""
+    # a failed check keeps the last heartbeat and says why
+    settings.BROKER_ADAPTERS = {**settings.BROKER_ADAPTERS, "paper": f"{__name__}.SilentBroker"}
+    adapters_reset()
+    assert broker_account_health_check(account=account) == ConnectionStatus.DEGRADED
+    failed = BrokerAccount.objects.get(pk=account.pk)
+    assert failed.last_heartbeat_at == stored.last_heartbeat_at
+    assert failed.health_detail == "health check failed: health endpoint timed out"
+    assert failed.connection_status == "DEGRADED"
+
+
+def test_the_admin_tests_a_connection_on_request(admin_client, accounts):
+    account = accounts["PAPER-EQ-B"]
+    response = admin_client.post(
+        "/admin/brokers/brokeraccount/",
+        {"action": "test_connection", "_selected_action": [account.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert f"{account}: CONNECTED (0 ms)" in response.content.decode()
+    assert BrokerAccount.objects.get(pk=account.pk).last_heartbeat_at is not None
