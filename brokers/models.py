@@ -168,6 +168,7 @@ class PaperOrder(models.Model):
     triggered = models.BooleanField(default=False)
     watermark = models.DecimalField(**MONEY, null=True, blank=True)
     status = models.CharField(max_length=10, choices=PaperOrderStatus.choices, default=PaperOrderStatus.OPEN)
+    fill_notional = models.DecimalField(**MONEY, default=Decimal(0))  # sum of quantity x price filled
     session_date = models.DateField()
     fill_seq = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -195,6 +195,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "options": {"expires": 30},
     },
+    # open orders compared with each broker; repairs what a lost update left behind
+    "reconcile": {
+        "task": "orders.tasks.reconcile_all_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # TWAP/VWAP slices come due: release them (each slice at most once, see routing.algos)
     "algo-release-due": {
         "task": "routing.tasks.algo_release_due_task",

@@ -151,6 +151,7 @@ class PaperAdapter:
                 fee = commission(spec, ex.quantity, ex.price)
                 po.fill_seq += 1
                 notional = ex.quantity * ex.price
+                po.fill_notional += notional
                 balance.cash += (-notional if side is Side.BUY else notional) - fee
                 state = apply_fill(state, side=side, quantity=ex.quantity, price=ex.price, fee=fee)
                 updates.append(
@@ -178,7 +179,15 @@ class PaperAdapter:
         po.watermark = new.watermark
         po.status = new.status.value
         po.save(
-            update_fields=["filled_quantity", "triggered", "watermark", "status", "fill_seq", "updated_at"]
+            update_fields=[
+                "filled_quantity",
+                "triggered",
+                "watermark",
+                "status",
+                "fill_seq",
+                "fill_notional",
+                "updated_at",
+            ]
         )
         if new.status is VenueOrderStatus.CANCELLED:
             updates.append(self._update(UpdateKind.CANCELLED, po, now, reason=result.reason))
@@ -361,7 +370,9 @@ class PaperAdapter:
             status=status,
             quantity=po.quantity,
             filled_quantity=po.filled_quantity,
-            average_fill_price=None,
+            average_fill_price=(po.fill_notional / po.filled_quantity).quantize(Q8)
+            if po.filled_quantity
+            else None,
         )
 
     def get_order(self, client_order_id: str) -> BrokerOrderState | None:
