@@ -48,16 +48,19 @@ from risk.book import risk_book_refresh
 from risk.domain.assessment import RiskAssessment
 from risk.domain.context import ProposedOrder, TradingState
 from risk.domain.context import Quote as RiskQuote
-from risk.models import RiskProfile
+from risk.models import Reservation, RiskProfile
 from risk.services import (
     Authority,
     risk_assess,
     risk_check_order,
     risk_check_replace,
+    risk_decide,
     risk_emergency_stop_due,
+    risk_hold,
     trading_state_set,
 )
 from routing.domain.scoring import OrderToRoute
+from routing.models import RoutingDecision
 from routing.services import route_decide, route_record
 from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
 from trademaster.metrics import order_stage
@@ -391,8 +394,11 @@ def _broker_request(order: Order) -> BrokerOrderRequest:
     )
 
 
-def _send(order: Order, account: BrokerAccount) -> Order:
-    """Send a SUBMITTED order to its broker (no transaction open) and apply what it answers."""
+def _send(order: Order, account: BrokerAccount, tried: frozenset[int] = frozenset()) -> Order:
+    """Send a SUBMITTED order to its broker (no transaction open) and apply what it answers.
+
+    A broker that refuses for now (rate limit, unreachable) or never received the order (looked
+    up by client_order_id first) hands the order to the next eligible account (``_failover``)."""
     adapter = brokers_services.adapter_for(account)
     try:
         with order_stage("broker_submit"):
@@ -400,10 +406,79 @@ def _send(order: Order, account: BrokerAccount) -> Order:
     except BrokerRejected as exc:
         return _broker_refused(order, exc)
     except BrokerRetryable as exc:
-        return _broker_refused(order, exc, prefix=f"broker busy (retry after {exc.retry_after}s)")
+        prefix = f"broker busy (retry after {exc.retry_after}s)"
+        moved = _failover(order, account, f"{prefix}: {exc.message}", tried)
+        return moved or _broker_refused(order, exc, prefix)
     except (BrokerUnknownOutcome, BrokerError, OSError) as exc:
-        return _resolve_unknown_submission(order, account, exc)
+        return _resolve_unknown_submission(order, account, exc, tried)
     return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
+
+
+def _failover(order: Order, account: BrokerAccount, why: str, tried: frozenset[int]) -> Order | None:
+    """Move a SUBMITTED order that ``account`` did not take to the next eligible account and send
+    it there; None when it cannot move (the client named the account, the order is a venue's
+    share of a split, or no other account can take it), for the caller to reject it.
+
+    The move is one transaction: the old reservation goes, the order changes account, the full
+    pre-trade check runs again for the new account (a refusal rejects the order with its
+    reasons), a FAILOVER event records from where to where and why, and the risk book follows.
+    """
+    stored = RoutingDecision.objects.filter(order_id=order.pk).first()
+    if stored is None or stored.explicit:
+        return None
+    tried = tried | {account.pk}
+    try:
+        route_ = route_decide(
+            user=order.user,
+            order=OrderToRoute(
+                symbol=order.symbol,
+                asset_class=AssetClass(order.asset_class),
+                side=Side(order.side),
+                order_type=OrderType(order.order_type),
+                time_in_force=TimeInForce(order.time_in_force),
+                quantity=order.quantity,
+                limit_price=order.price,
+            ),
+            allow_split=False,
+            exclude=tried,
+        )
+    except TradeMasterError:
+        return None
+    target = route_.account
+    assert target is not None
+    quote = route_.quotes.get(target.pk)
+    risk_quote = None if quote is None else RiskQuote(bid=quote.bid, ask=quote.ask, last=quote.last)
+    with transaction.atomic():
+        order = _lock(order.pk)
+        if order.status != OrderStatus.SUBMITTED.value:
+            return order
+        Reservation.objects.filter(order=order).delete()
+        order.broker = target
+        order.save(update_fields=["broker", "updated_at"])
+        _record(
+            order,
+            event_type="FAILOVER",
+            actor=SYSTEM,
+            from_status=order.status,
+            data={"from_broker": account.pk, "to_broker": target.pk, "reason": why},
+        )
+        route_record(order=order, route_=route_, replace=True)
+        decision = risk_decide(order=order, quote=risk_quote, client_order_id_given=True)
+        if decision.assessment.approved:
+            risk_hold(order=order, decision=decision)
+        else:
+            _transition(
+                order,
+                OrderEventType.REJECT,
+                actor=SYSTEM,
+                reason=" ".join(decision.assessment.reasons),
+                data={"risk": [dataclasses.asdict(f) for f in decision.assessment.failures]},
+            )
+        # the check saw the order at its old account too (conservative); rebuild from the sources
+        risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
+    if order.status != OrderStatus.SUBMITTED.value:
+        return order
+    return _send(order, target, tried)
 
 
 def _reload(order: Order) -> Order:
@@ -424,7 +499,9 @@ def _broker_refused(order: Order, exc: BrokerError, prefix: str = "rejected by b
     return order
 
 
-def _resolve_unknown_submission(order: Order, account: BrokerAccount, exc: Exception) -> Order:
+def _resolve_unknown_submission(
+    order: Order, account: BrokerAccount, exc: Exception, tried: frozenset[int] = frozenset()
+) -> Order:
     """The submission may or may not have arrived: ask the broker before anything else."""
     logger.warning("submission of order %s has an unknown outcome: %s", order.pk, exc)
     try:
@@ -442,7 +519,10 @@ def _resolve_unknown_submission(order: Order, account: BrokerAccount, exc: Excep
                 data={"error": str(exc), "lookup_error": str(lookup_exc)},
             )
         return order
-    if state is None:
+    if state is None:  # never arrived: safe to send elsewhere, or to reject
+        moved = _failover(order, account, f"not received by {account} ({exc})", tried)
+        if moved is not None:
+            return moved
         with transaction.atomic():
             order = _lock(order.pk)
             _transition(

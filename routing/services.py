@@ -129,12 +129,15 @@ def _venue(
 
 
 def route_venues(
-    *, user, symbol: str, account_ids: list[int] | None = None
+    *, user, symbol: str, account_ids: list[int] | None = None, exclude: frozenset[int] = frozenset()
 ) -> list[tuple[BrokerAccount, Venue, Quote | None]]:
-    """The user's accounts (or the given ones) as routing sees them now, live quotes included."""
+    """The user's accounts (or the given ones, less ``exclude``) as routing sees them now, live
+    quotes included."""
     accounts = BrokerAccount.objects.filter(user=user).select_related("paper_venue").order_by("id")
     if account_ids is not None:
         accounts = accounts.filter(pk__in=account_ids)
+    if exclude:
+        accounts = accounts.exclude(pk__in=exclude)
     accounts = list(accounts)
     held = dict(
         Position.objects.filter(user=user, symbol=symbol, broker__in=accounts).values_list(
@@ -236,14 +239,23 @@ def _short_of_power(decision: Decision, venues: dict[int, Venue], order: OrderTo
 
 
 def route_decide(
-    *, user, order: OrderToRoute, broker_id: int | None = None, allow_split: bool = True
+    *,
+    user,
+    order: OrderToRoute,
+    broker_id: int | None = None,
+    allow_split: bool = True,
+    exclude: frozenset[int] = frozenset(),
 ) -> Route:
-    """Where ``order`` goes. Raises ``broker_not_found`` / ``broker_ineligible`` for a named
-    account that is missing or cannot take it, ``no_eligible_broker`` when none can."""
+    """Where ``order`` goes (never to an account in ``exclude``: failover). Raises
+    ``broker_not_found`` / ``broker_ineligible`` for a named account that is missing or cannot
+    take it, ``no_eligible_broker`` when none can."""
     if broker_id is not None and not BrokerAccount.objects.filter(pk=broker_id, user=user).exists():
         raise NotFound("broker_not_found", f"Broker account {broker_id} does not exist.")
     listed = route_venues(
-        user=user, symbol=order.symbol, account_ids=None if broker_id is None else [broker_id]
+        user=user,
+        symbol=order.symbol,
+        account_ids=None if broker_id is None else [broker_id],
+        exclude=exclude,
     )
     accounts = {a.pk: a for a, _, _ in listed}
     venues = {v.account_id: v for _, v, _ in listed}
@@ -317,9 +329,13 @@ def decision_payload(route_: Route) -> dict[str, Any]:
     }
 
 
-def route_record(*, order: Order, route_: Route) -> RoutingDecision:
-    """Store why ``order`` went where it went (the caller's transaction)."""
+def route_record(*, order: Order, route_: Route, replace: bool = False) -> RoutingDecision:
+    """Store why ``order`` went where it went (the caller's transaction); ``replace``: a failover
+    decided again, and the stored decision says so."""
     payload = decision_payload(route_)
+    if replace:
+        payload["reason"] = f"failover: {payload['reason']}"
+        RoutingDecision.objects.filter(order=order).delete()
     return RoutingDecision.objects.create(
         order=order,
         explicit=payload["explicit"],
