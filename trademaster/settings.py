@@ -316,6 +316,7 @@ BENCH_FLOOR_ENDPOINT = env_bool("TRADEMASTER_BENCH_FLOOR", False)
 # --- brokers ------------------------------------------------------------------------------------
 BROKER_ADAPTERS = {
     "paper": "brokers.adapters.paper.PaperAdapter",
+    "binance": "brokers.adapters.binance.BinanceAdapter",
 }
 # The simulated market: one seed makes every run reproducible.
 MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))
