@@ -115,7 +115,10 @@ class BrokerAccount(models.Model):
     def asset_classes(self) -> list[str]:
         if self.paper_venue_id:
             return list(self.paper_venue.asset_classes)
-        return [AssetClass.EQUITY.value]
+        return {
+            BrokerName.ALPACA: [AssetClass.EQUITY.value, AssetClass.CRYPTO.value],
+            BrokerName.BINANCE: [AssetClass.CRYPTO.value],
+        }.get(self.broker_name, [AssetClass.EQUITY.value])
 
 
 class Instrument(models.Model):

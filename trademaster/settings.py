@@ -317,6 +317,7 @@ BENCH_FLOOR_ENDPOINT = env_bool("TRADEMASTER_BENCH_FLOOR", False)
 BROKER_ADAPTERS = {
     "paper": "brokers.adapters.paper.PaperAdapter",
     "binance": "brokers.adapters.binance.BinanceAdapter",
+    "alpaca": "brokers.adapters.alpaca.AlpacaAdapter",
 }
 # The simulated market: one seed makes every run reproducible.
 MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))
