@@ -318,6 +318,8 @@ BROKER_ADAPTERS = {
     "paper": "brokers.adapters.paper.PaperAdapter",
     "binance": "brokers.adapters.binance.BinanceAdapter",
     "alpaca": "brokers.adapters.alpaca.AlpacaAdapter",
+    # the Charles Schwab Trader API, successor of the TD Ameritrade API (switched off in May 2024)
+    "schwab": "brokers.adapters.schwab.SchwabAdapter",
 }
 # The simulated market: one seed makes every run reproducible.
 MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))

@@ -1,0 +1,621 @@
+"""Charles Schwab Trader API over REST (httpx).
+
+Schwab bought TD Ameritrade; the legacy TDA API (``api.tdameritrade.com``) was switched off for good
+around the final account conversion weekend of 10-13 May 2024. This adapter speaks its successor, the
+Schwab Trader API (``https://api.schwabapi.com/trader/v1``), per /work/shared/reference/broker-apis.md
+section 3. Schwab has no paper environment: tests run against the fake in ``tests/fakes/schwab.py``.
+
+Auth: OAuth 2.0. The account's ``api_key_encrypted`` holds the app key. ``BrokerAccount`` has no
+field for the refresh token, so ``api_secret_encrypted`` holds JSON
+``{"app_secret": ..., "refresh_token": ...}`` (the refresh token from the one-time browser login).
+The adapter keeps the access token (30 min) and the possibly rotated refresh token in memory and
+refreshes at ``settings.SCHWAB_TOKEN_URL`` (``grant_type=refresh_token``, HTTP Basic app key:secret)
+60 s before expiry. A refused refresh (the refresh token lives 7 days) is :class:`BrokerFatal`:
+a human must re-authorize the Schwab account.
+
+Accounts are addressed by the hash from ``GET /accounts/accountNumbers`` matching
+``account.account_id`` (the plain account number). Place is ``POST /accounts/{hash}/orders`` (201, the
+order id is the last segment of ``Location``), replace is ``PUT`` of the full spec (201, ``Location`` of
+the new order), cancel is ``DELETE``.
+
+Client order ids: Schwab orders have no client order id. The adapter maps ours to Schwab's order id in
+memory, and remembers the spec it sent. When a placement timed out (no ``Location`` seen),
+``get_order`` searches the account's orders entered since just before the send for one with the
+same symbol, instruction, quantity, type, duration and prices that no other client id claims, and
+adopts it. A client id this process never sent is unknown (None).
+
+Fills: each ``EXECUTION`` leg of ``orderActivityCollection`` is one fill, with the id
+``<orderId>:<cumulative filled quantity>`` (stable across restarts). Errors: 401 -> refresh once and
+retry, then :class:`BrokerFatal`; 429 -> :class:`BrokerRetryable` (``Retry-After`` or 60 s: limits are
+per minute); other 4xx -> :class:`BrokerRejected` with Schwab's ``message``/``errors``; a timeout,
+dropped connection or 5xx on a write -> :class:`BrokerUnknownOutcome`; 5xx on a read or a refused
+connection -> :class:`BrokerRetryable`. Quantities are whole shares (sent as JSON integers); prices are
+sent as strings with 2 decimals (>= $1) or 4 (below).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+from brokers.domain.adapter import (
+    AccountInfo,
+    BrokerError,
+    BrokerFatal,
+    BrokerOrderRequest,
+    BrokerOrderState,
+    BrokerOrderStatus,
+    BrokerOrderUpdate,
+    BrokerPosition,
+    BrokerRejected,
+    BrokerRetryable,
+    BrokerUnknownOutcome,
+    Capabilities,
+    FillReport,
+    Health,
+    HealthReport,
+    OrderChange,
+    OrderRef,
+    Quote,
+    Support,
+    UpdateKind,
+)
+from brokers.models import BrokerAccount
+from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
+from trademaster.crypto import DecryptionError, Sealed
+
+TRADER_URL = "https://api.schwabapi.com/trader/v1"
+TOKEN_URL = "https://api.schwabapi.com/v1/oauth/token"
+DEFAULT_TIMEOUT_SECONDS = 10
+REFRESH_LEEWAY_SECONDS = 60
+REAUTHORIZE = "re-authorize the Schwab account (log in through the Schwab OAuth flow again)"
+
+ORDER_TYPES = {t: t.value for t in OrderType}  # MARKET, LIMIT, STOP, STOP_LIMIT, TRAILING_STOP
+TIFS = {
+    TimeInForce.DAY: "DAY",
+    TimeInForce.GTC: "GOOD_TILL_CANCEL",
+    TimeInForce.IOC: "IMMEDIATE_OR_CANCEL",
+    TimeInForce.FOK: "FILL_OR_KILL",
+}
+TIFS_BACK = {v: k for k, v in TIFS.items()}
+INSTRUCTIONS = {Side.BUY: "BUY", Side.SELL: "SELL"}
+SIDES = {"BUY": Side.BUY, "BUY_TO_COVER": Side.BUY, "SELL": Side.SELL, "SELL_SHORT": Side.SELL}
+
+OPEN = BrokerOrderStatus.OPEN
+STATUSES: dict[str, BrokerOrderStatus] = {
+    **dict.fromkeys(
+        (
+            "AWAITING_PARENT_ORDER",
+            "AWAITING_CONDITION",
+            "AWAITING_STOP_CONDITION",
+            "AWAITING_MANUAL_REVIEW",
+            "ACCEPTED",
+            "AWAITING_UR_OUT",
+            "PENDING_ACTIVATION",
+            "QUEUED",
+            "WORKING",
+            "PENDING_CANCEL",
+            "PENDING_REPLACE",
+            "NEW",
+            "AWAITING_RELEASE_TIME",
+            "PENDING_ACKNOWLEDGEMENT",
+            "PENDING_RECALL",
+        ),
+        OPEN,
+    ),
+    "FILLED": BrokerOrderStatus.FILLED,
+    "CANCELED": BrokerOrderStatus.CANCELLED,
+    "REPLACED": BrokerOrderStatus.CANCELLED,  # superseded by the order in the PUT's Location
+    "REJECTED": BrokerOrderStatus.REJECTED,
+    "EXPIRED": BrokerOrderStatus.EXPIRED,
+}
+TERMINAL_UPDATES = {
+    BrokerOrderStatus.CANCELLED: UpdateKind.CANCELLED,
+    BrokerOrderStatus.EXPIRED: UpdateKind.EXPIRED,
+    BrokerOrderStatus.REJECTED: UpdateKind.REJECTED,
+}
+
+
+def order_status(raw: str) -> BrokerOrderStatus:
+    """``UNKNOWN`` and anything new is an error: never guess an order's state."""
+    try:
+        return STATUSES[raw]
+    except KeyError:
+        raise BrokerError(f"Schwab reported an unknown order status {raw!r}", code="UNKNOWN_STATUS") from None
+
+
+def _dec(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise BrokerError(f"Schwab sent a malformed number {value!r}", code="BAD_RESPONSE") from None
+
+
+def _reveal(value: Sealed | str) -> str:
+    return value.reveal() if isinstance(value, Sealed) else value
+
+
+def _price(value: Decimal) -> str:
+    step = Decimal("0.01") if value >= 1 else Decimal("0.0001")
+    if value <= 0 or value != value.quantize(step):
+        raise BrokerRejected(
+            f"Schwab takes prices with at most {-step.as_tuple().exponent} decimals here, not {value}",
+            code="PRICE_INCREMENT",
+        )
+    return format(value.quantize(step), "f")
+
+
+def _fill_id(order_id: str, cumulative: Decimal) -> str:
+    return f"{order_id}:{format(cumulative.normalize(), 'f')}"
+
+
+def _schwab_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(slots=True)
+class _Seen:
+    broker_order_id: str
+    spec: dict
+    sent_at: dt.datetime
+    filled_qty: Decimal = Decimal(0)
+    status: BrokerOrderStatus = OPEN
+    accepted: bool = False
+
+
+class SchwabAdapter:
+    capabilities = Capabilities(
+        asset_classes=frozenset({AssetClass.EQUITY}),
+        order_types={t: Support.NATIVE for t in ORDER_TYPES},
+        time_in_force=frozenset(TIFS),
+        native_replace=True,
+    )
+
+    def __init__(self, account: BrokerAccount) -> None:
+        self.account_pk = account.pk
+        self.account_number = account.account_id
+        self._sealed_key = account.api_key_encrypted
+        self._sealed_secret = account.api_secret_encrypted
+        self.base_url = getattr(settings, "SCHWAB_TRADER_URL", TRADER_URL).rstrip("/")
+        self.token_url = getattr(settings, "SCHWAB_TOKEN_URL", TOKEN_URL)
+        self._client = httpx.Client(
+            timeout=getattr(settings, "SCHWAB_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
+            follow_redirects=False,
+        )
+        self._access_token: str | None = None
+        self._access_expires = 0.0  # time.monotonic()
+        self._refresh_token: str | None = None  # from the account until Schwab rotates it
+        self._hash: str | None = None
+        self._seen: dict[str, _Seen] = {}  # by our client_order_id
+        self._owner: dict[str, str] = {}  # Schwab order id -> our client_order_id
+        self._lock = threading.RLock()
+
+    # --- credentials and tokens -----------------------------------------------------------
+    def _credentials(self) -> tuple[str, str, str]:
+        if not self._sealed_key or not self._sealed_secret:
+            raise BrokerFatal(
+                f"broker account {self.account_pk} has no Schwab app key / secret", code="NO_CREDENTIALS"
+            )
+        try:
+            key, secret = _reveal(self._sealed_key), _reveal(self._sealed_secret)
+        except DecryptionError as exc:
+            raise BrokerFatal(
+                f"the Schwab credentials of broker account {self.account_pk} cannot be decrypted: {exc}",
+                code="CREDENTIALS_UNREADABLE",
+            ) from exc
+        try:
+            stored = json.loads(secret)
+            app_secret, refresh = stored["app_secret"], stored["refresh_token"]
+        except (ValueError, TypeError, KeyError):
+            raise BrokerFatal(
+                f"broker account {self.account_pk}: the Schwab secret must be JSON "
+                '{"app_secret": ..., "refresh_token": ...}',
+                code="NO_CREDENTIALS",
+            ) from None
+        return key, app_secret, self._refresh_token or refresh
+
+    def _token(self, *, force: bool = False) -> str:
+        with self._lock:
+            if not force and self._access_token and time.monotonic() < self._access_expires:
+                return self._access_token
+            key, app_secret, refresh = self._credentials()
+            try:
+                response = self._client.post(
+                    self.token_url,
+                    data={"grant_type": "refresh_token", "refresh_token": refresh},
+                    auth=(key, app_secret),
+                )
+            except (httpx.ConnectError, httpx.TimeoutException) as exc:
+                raise BrokerRetryable(
+                    f"cannot reach the Schwab token endpoint: {exc}", code="UNREACHABLE"
+                ) from exc
+            payload = self._json(response)
+            if response.status_code in (400, 401):
+                reason = payload.get("error_description") or payload.get("error") or response.reason_phrase
+                raise BrokerFatal(
+                    f"Schwab refused the refresh token ({reason}); it lasts 7 days: {REAUTHORIZE}",
+                    code="REAUTHORIZE",
+                )
+            if response.status_code == 429:
+                raise BrokerRetryable(
+                    "Schwab token endpoint rate limit", retry_after=self._retry_after(response)
+                )
+            if response.status_code != 200 or "access_token" not in payload:
+                raise BrokerRetryable(
+                    f"Schwab token endpoint answered {response.status_code}", code="TOKEN_UNAVAILABLE"
+                )
+            self._access_token = payload["access_token"]
+            self._refresh_token = payload.get("refresh_token") or refresh
+            lifetime = int(payload.get("expires_in", 1800))
+            self._access_expires = time.monotonic() + max(lifetime - REFRESH_LEEWAY_SECONDS, 0)
+            return self._access_token
+
+    # --- transport ------------------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, body: dict | None = None
+    ) -> httpx.Response:
+        content = json.dumps(body).encode() if body is not None else None
+        for attempt in (1, 2):
+            headers = {
+                "Authorization": f"Bearer {self._token(force=attempt == 2)}",
+                "Accept": "application/json",
+            }
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                response = self._client.request(
+                    method, self.base_url + path, params=params, content=content, headers=headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise BrokerRetryable(
+                    f"cannot reach Schwab at {self.base_url}: {exc}", code="UNREACHABLE"
+                ) from exc
+            except httpx.TimeoutException as exc:
+                raise BrokerUnknownOutcome(
+                    f"Schwab did not answer {method} {path} in time", code="TIMEOUT"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise BrokerUnknownOutcome(f"connection to Schwab failed: {exc}", code="TRANSPORT") from exc
+            if response.status_code != 401:
+                break
+        return self._check(response, write=method != "GET")
+
+    def _check(self, response: httpx.Response, *, write: bool) -> httpx.Response:
+        status = response.status_code
+        if status < 300:
+            return response
+        payload = self._json(response)
+        message = payload.get("message") or response.reason_phrase
+        errors = payload.get("errors") or []
+        if errors:
+            message = f"{message}: {'; '.join(str(e) for e in errors)}"
+        if status == 401:
+            raise BrokerFatal(
+                f"Schwab refused the access token even after a refresh ({message}): {REAUTHORIZE}",
+                code="UNAUTHORIZED",
+            )
+        if status == 429:
+            raise BrokerRetryable(
+                f"Schwab rate limit reached: {message}",
+                retry_after=self._retry_after(response),
+                code="RATE_LIMITED",
+            )
+        if status >= 500:
+            if write:
+                raise BrokerUnknownOutcome(f"Schwab answered {status} ({message})", code=f"HTTP_{status}")
+            raise BrokerRetryable(f"Schwab answered {status} ({message})", code=f"HTTP_{status}")
+        raise BrokerRejected(f"Schwab rejected the request: {message}", code=f"HTTP_{status}")
+
+    @staticmethod
+    def _retry_after(response: httpx.Response) -> float:
+        try:
+            return max(int(Decimal(response.headers.get("Retry-After", "60"))), 0)
+        except InvalidOperation:
+            return 60
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        if not response.content:
+            return {}
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            return {"message": response.text[:200]}
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self._json(self._request("GET", path, params=params))
+
+    def _account_hash(self) -> str:
+        if self._hash is None:
+            rows = self._get("/accounts/accountNumbers")
+            match = [r["hashValue"] for r in rows if str(r.get("accountNumber")) == self.account_number]
+            if not match:
+                raise BrokerFatal(
+                    f"Schwab does not list account {self.account_number} for this login", code="NO_ACCOUNT"
+                )
+            self._hash = match[0]
+        return self._hash
+
+    # --- orders -----------------------------------------------------------------------------
+    def _spec(self, request: BrokerOrderRequest) -> dict:
+        if request.asset_class is not AssetClass.EQUITY:
+            raise BrokerRejected(f"Schwab adapter does not trade {request.asset_class}", code="UNSUPPORTED")
+        if request.quantity != request.quantity.to_integral_value() or request.quantity <= 0:
+            raise BrokerRejected("Schwab takes whole shares only (no fractional orders)", code="FRACTIONAL")
+        spec: dict[str, Any] = {
+            "session": "NORMAL",
+            "duration": TIFS[request.time_in_force],
+            "orderType": ORDER_TYPES[request.order_type],
+            "orderStrategyType": "SINGLE",
+            "orderLegCollection": [
+                {
+                    "instruction": INSTRUCTIONS[request.side],
+                    "quantity": int(request.quantity),
+                    "instrument": {"symbol": request.symbol, "assetType": "EQUITY"},
+                }
+            ],
+        }
+        if request.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            spec["price"] = _price(self._need(request.price, "price"))
+        if request.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+            spec["stopPrice"] = _price(self._need(request.stop_price, "stop price"))
+        if request.order_type is OrderType.TRAILING_STOP:
+            spec["stopPriceLinkBasis"] = "LAST"
+            if request.trail_percent is not None:
+                spec["stopPriceLinkType"], spec["stopPriceOffset"] = "PERCENT", _price(request.trail_percent)
+            else:
+                offset = _price(self._need(request.trail_amount, "trail amount"))
+                spec["stopPriceLinkType"], spec["stopPriceOffset"] = "VALUE", offset
+        return spec
+
+    @staticmethod
+    def _need(value: Decimal | None, name: str) -> Decimal:
+        if value is None:
+            raise BrokerRejected(f"a {name} is required", code="MISSING_PRICE")
+        return value
+
+    @staticmethod
+    def _order_id(response: httpx.Response) -> str | None:
+        location = response.headers.get("Location", "")
+        tail = location.rstrip("/").rsplit("/", 1)[-1]
+        return tail if tail.isdigit() else None
+
+    def place(self, request: BrokerOrderRequest) -> list[BrokerOrderUpdate]:
+        spec = self._spec(request)
+        path = f"/accounts/{self._account_hash()}/orders"
+        cid = request.client_order_id
+        with self._lock:
+            self._seen[cid] = _Seen(broker_order_id="", spec=spec, sent_at=timezone.now())
+        response = self._request("POST", path, body=spec)
+        order_id = self._order_id(response)
+        if order_id is None:  # Schwab sometimes omits Location: find the order like after a timeout
+            state = self.get_order(cid)
+            if state is None:
+                raise BrokerUnknownOutcome("Schwab accepted the order without a Location", code="NO_LOCATION")
+            order_id = state.broker_order_id
+        self._adopt(cid, order_id)
+        return self._updates(cid, self._get(f"{path}/{order_id}"))
+
+    def _adopt(self, cid: str, order_id: str) -> None:
+        with self._lock:
+            self._seen[cid].broker_order_id = order_id
+            self._owner[order_id] = cid
+
+    def _updates(self, cid: str, raw: dict) -> list[BrokerOrderUpdate]:
+        """The updates in ``raw`` (Schwab order JSON) that were not reported yet."""
+        seen = self._seen[cid]
+        order_id = str(raw["orderId"])
+        status = order_status(raw["status"])
+        now = timezone.now()
+        updates: list[BrokerOrderUpdate] = []
+        if not seen.accepted and status is not BrokerOrderStatus.REJECTED:
+            seen.accepted = True
+            updates.append(BrokerOrderUpdate(UpdateKind.ACCEPTED, cid, order_id, now))
+        cumulative = Decimal(0)
+        for activity in raw.get("orderActivityCollection") or []:
+            if activity.get("activityType") != "EXECUTION":
+                continue
+            for leg in activity.get("executionLegs") or []:
+                qty = _dec(leg["quantity"])
+                cumulative += qty
+                if cumulative > seen.filled_qty:
+                    fill = FillReport(_fill_id(order_id, cumulative), qty, _dec(leg["price"]), Decimal(0))
+                    updates.append(BrokerOrderUpdate(UpdateKind.FILL, cid, order_id, now, fill=fill))
+        seen.filled_qty = max(seen.filled_qty, cumulative)
+        if status in TERMINAL_UPDATES and seen.status is OPEN and raw["status"] != "REPLACED":
+            reason = raw.get("statusDescription") or ""
+            updates.append(BrokerOrderUpdate(TERMINAL_UPDATES[status], cid, order_id, now, reason=reason))
+        seen.status = status if raw["status"] != "REPLACED" else seen.status
+        return updates
+
+    def _state(self, cid: str, raw: dict) -> BrokerOrderState:
+        leg = raw["orderLegCollection"][0]
+        fills: list[FillReport] = []
+        cumulative = Decimal(0)
+        for activity in raw.get("orderActivityCollection") or []:
+            if activity.get("activityType") == "EXECUTION":
+                for x in activity.get("executionLegs") or []:
+                    cumulative += _dec(x["quantity"])
+                    fills.append(
+                        FillReport(
+                            _fill_id(str(raw["orderId"]), cumulative),
+                            _dec(x["quantity"]),
+                            _dec(x["price"]),
+                            Decimal(0),
+                        )
+                    )
+        filled = _dec(raw.get("filledQuantity", 0))
+        notional = sum((f.quantity * f.price for f in fills), Decimal(0))
+        got = sum((f.quantity for f in fills), Decimal(0))
+        return BrokerOrderState(
+            client_order_id=cid,
+            broker_order_id=str(raw["orderId"]),
+            symbol=leg["instrument"]["symbol"],
+            side=SIDES[leg["instruction"]],
+            status=order_status(raw["status"]),
+            quantity=_dec(raw["quantity"]),
+            filled_quantity=filled,
+            average_fill_price=(notional / got) if got else None,
+            fills=tuple(fills),
+        )
+
+    def _matches(self, spec: dict, raw: dict) -> bool:
+        leg, want = raw["orderLegCollection"][0], spec["orderLegCollection"][0]
+        same = (
+            leg["instrument"]["symbol"] == want["instrument"]["symbol"]
+            and leg["instruction"] == want["instruction"]
+            and _dec(raw["quantity"]) == want["quantity"]
+            and raw["orderType"] == spec["orderType"]
+            and raw["duration"] == spec["duration"]
+        )
+        for name in ("price", "stopPrice"):
+            if name in spec:
+                same = same and name in raw and _dec(raw[name]) == Decimal(spec[name])
+        return same
+
+    def get_order(self, client_order_id: str) -> BrokerOrderState | None:
+        seen = self._seen.get(client_order_id)
+        if seen is None:
+            return None  # never sent by this process: Schwab has no client order ids to search by
+        path = f"/accounts/{self._account_hash()}/orders"
+        if not seen.broker_order_id:
+            since = seen.sent_at - dt.timedelta(seconds=5)
+            params = {
+                "fromEnteredTime": _schwab_time(since),
+                "toEnteredTime": _schwab_time(timezone.now() + dt.timedelta(minutes=1)),
+            }
+            found = [
+                raw
+                for raw in self._get(path, params)
+                if str(raw["orderId"]) not in self._owner and self._matches(seen.spec, raw)
+            ]
+            if not found:
+                return None
+            raw = min(found, key=lambda r: str(r.get("enteredTime", "")))
+            self._adopt(client_order_id, str(raw["orderId"]))
+            return self._state(client_order_id, raw)
+        return self._state(client_order_id, self._get(f"{path}/{seen.broker_order_id}"))
+
+    def _broker_id(self, ref: OrderRef) -> str:
+        seen = self._seen.get(ref.client_order_id)
+        if seen is not None and seen.broker_order_id:
+            return seen.broker_order_id  # the latest replacement, whatever id the caller holds
+        if ref.broker_order_id:
+            return ref.broker_order_id
+        state = self.get_order(ref.client_order_id)
+        if state is None:
+            raise BrokerRejected(f"Schwab has no order for {ref.client_order_id}", code="UNKNOWN_ORDER")
+        return state.broker_order_id
+
+    def cancel(self, ref: OrderRef) -> list[BrokerOrderUpdate]:
+        order_id = self._broker_id(ref)
+        path = f"/accounts/{self._account_hash()}/orders/{order_id}"
+        self._request("DELETE", path)
+        raw = self._get(path)
+        cid = ref.client_order_id
+        if cid not in self._seen:
+            self._seen[cid] = _Seen(broker_order_id=order_id, spec={}, sent_at=timezone.now(), accepted=True)
+            self._owner[order_id] = cid
+        updates = self._updates(cid, raw)
+        return updates  # a PENDING_CANCEL order reports CANCELLED with a later poll
+
+    def replace(self, ref: OrderRef, change: OrderChange) -> list[BrokerOrderUpdate]:
+        old_id = self._broker_id(ref)
+        cid = ref.client_order_id
+        seen = self._seen.get(cid)
+        if seen is None or not seen.spec:
+            raise BrokerRejected(
+                "Schwab replace needs the order's spec, unknown here", code="REPLACE_UNKNOWN"
+            )
+        spec = json.loads(json.dumps(seen.spec))
+        if change.quantity is not None:
+            if change.quantity != change.quantity.to_integral_value():
+                raise BrokerRejected("Schwab takes whole shares only", code="FRACTIONAL")
+            spec["orderLegCollection"][0]["quantity"] = int(change.quantity)
+        if change.price is not None:
+            spec["price"] = _price(change.price)
+        if change.stop_price is not None:
+            spec["stopPrice"] = _price(change.stop_price)
+        if change.time_in_force is not None:
+            spec["duration"] = TIFS[change.time_in_force]
+        path = f"/accounts/{self._account_hash()}/orders"
+        response = self._request("PUT", f"{path}/{old_id}", body=spec)
+        new_id = self._order_id(response)
+        if new_id is None:
+            raise BrokerUnknownOutcome("Schwab replaced the order without a Location", code="NO_LOCATION")
+        with self._lock:
+            seen.spec, seen.broker_order_id, seen.filled_qty = spec, new_id, Decimal(0)
+            self._owner[new_id] = cid
+        now_in_force = OrderChange(
+            quantity=Decimal(spec["orderLegCollection"][0]["quantity"]),
+            price=Decimal(spec["price"]) if "price" in spec else None,
+            stop_price=Decimal(spec["stopPrice"]) if "stopPrice" in spec else None,
+            time_in_force=TIFS_BACK[spec["duration"]],
+        )
+        return [BrokerOrderUpdate(UpdateKind.REPLACED, cid, new_id, timezone.now(), change=now_in_force)]
+
+    def open_orders(self) -> list[BrokerOrderState]:
+        now = timezone.now()
+        params = {
+            "fromEnteredTime": _schwab_time(now - dt.timedelta(days=60)),
+            "toEnteredTime": _schwab_time(now + dt.timedelta(minutes=1)),
+        }
+        states = []
+        for raw in self._get(f"/accounts/{self._account_hash()}/orders", params):
+            if order_status(raw["status"]) is OPEN:
+                order_id = str(raw["orderId"])
+                states.append(self._state(self._owner.get(order_id, order_id), raw))
+        return states
+
+    def poll_updates(self, now: dt.datetime) -> list[BrokerOrderUpdate]:
+        path = f"/accounts/{self._account_hash()}/orders"
+        updates: list[BrokerOrderUpdate] = []
+        for cid, seen in list(self._seen.items()):
+            if seen.broker_order_id and seen.status is OPEN:
+                updates += self._updates(cid, self._get(f"{path}/{seen.broker_order_id}"))
+        return updates
+
+    # --- account ------------------------------------------------------------------------------
+    def _securities(self) -> dict:
+        return self._get(f"/accounts/{self._account_hash()}", {"fields": "positions"})["securitiesAccount"]
+
+    def positions(self) -> list[BrokerPosition]:
+        return [
+            BrokerPosition(
+                symbol=p["instrument"]["symbol"],
+                quantity=_dec(p.get("longQuantity", 0)) - _dec(p.get("shortQuantity", 0)),
+                average_cost=_dec(p.get("averagePrice", 0)),
+            )
+            for p in self._securities().get("positions") or []
+        ]
+
+    def account(self) -> AccountInfo:
+        balances = self._securities()["currentBalances"]
+        cash = balances.get("cashBalance", balances.get("availableFunds", 0))
+        total = balances.get("liquidationValue", balances.get("equity", 0))
+        return AccountInfo(
+            cash=_dec(cash), buying_power=_dec(balances.get("buyingPower", 0)), total_value=_dec(total)
+        )
+
+    def quote(self, symbol: str) -> Quote:
+        raise BrokerError("Schwab quotes are not available through this adapter", code="NO_QUOTES")
+
+    def health(self) -> HealthReport:
+        started = time.monotonic()
+        try:
+            self._get("/accounts/accountNumbers")
+        except BrokerFatal as exc:
+            return HealthReport(Health.DOWN, Decimal(0), exc.message)
+        except (BrokerRetryable, BrokerUnknownOutcome, BrokerRejected) as exc:
+            return HealthReport(Health.DEGRADED, Decimal(0), exc.message)
+        latency = Decimal(int((time.monotonic() - started) * 1000))
+        return HealthReport(Health.CONNECTED, latency)
