@@ -59,7 +59,7 @@ from risk.services import (
     risk_hold,
     trading_state_set,
 )
-from routing.domain.scoring import OrderToRoute
+from routing.domain.scoring import OrderToRoute, order_to_route
 from routing.models import RoutingDecision
 from routing.services import route_decide, route_record
 from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
@@ -297,15 +297,7 @@ def order_place(
     with order_stage("route"):
         route_ = route_decide(
             user=user,
-            order=OrderToRoute(
-                symbol=request.symbol,
-                asset_class=asset_class,
-                side=request.side,
-                order_type=request.order_type,
-                time_in_force=request.time_in_force,
-                quantity=request.quantity,
-                limit_price=request.price,
-            ),
+            order=order_to_route(request, asset_class),
             broker_id=broker_id,
             allow_split=parent is None,
         )
@@ -1033,15 +1025,7 @@ def order_preview(*, user, request: OrderRequest, broker_id: int | None = None) 
     assert asset_class is not None
     route_ = route_decide(
         user=user,
-        order=OrderToRoute(
-            symbol=request.symbol,
-            asset_class=asset_class,
-            side=request.side,
-            order_type=request.order_type,
-            time_in_force=request.time_in_force,
-            quantity=request.quantity,
-            limit_price=request.price,
-        ),
+        order=order_to_route(request, asset_class),
         broker_id=broker_id,
         allow_split=False,
     )

@@ -30,7 +30,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -52,7 +52,7 @@ from orders.models import ActorType, AlgoChoices, Order
 from orders.parents import parent_create, parent_record, parent_refresh, parent_request_cancel
 from orders.services import Actor, Placed, order_cancel, order_place
 from routing.domain import schedule
-from routing.domain.scoring import OrderToRoute
+from routing.domain.scoring import order_to_route
 from routing.models import AlgoOrder, AlgoSlice, AlgoState, SliceState
 from routing.services import MarketStats, Route, market_stats, route_decide, route_record
 from trademaster.clock import clock_now
@@ -194,15 +194,7 @@ def algo_place(
     # fail fast when no account (or not the named one) can take a slice of this order
     route_decide(
         user=user,
-        order=OrderToRoute(
-            symbol=request.symbol,
-            asset_class=asset_class,
-            side=request.side,
-            order_type=request.order_type,
-            time_in_force=request.time_in_force,
-            quantity=lot,
-            limit_price=request.price,
-        ),
+        order=replace(order_to_route(request, asset_class), quantity=lot),
         broker_id=broker_id,
         allow_split=False,
     )

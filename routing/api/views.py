@@ -14,7 +14,7 @@ from orders.domain.validation import OrderRequest, asset_class_of, validate_orde
 from orders.services import Actor
 from routing import algos
 from routing.api import serializers as s
-from routing.domain.scoring import OrderToRoute
+from routing.domain.scoring import order_to_route
 from routing.models import RoutingDecision
 from routing.services import route_quote
 from trademaster.errors import NotFound, ValidationFailed
@@ -46,15 +46,7 @@ class RoutingQuoteApi(APIView):
         assert asset_class is not None
         payload = route_quote(
             user=request.user,
-            order=OrderToRoute(
-                symbol=order_request.symbol,
-                asset_class=asset_class,
-                side=order_request.side,
-                order_type=order_request.order_type,
-                time_in_force=order_request.time_in_force,
-                quantity=order_request.quantity,
-                limit_price=order_request.price,
-            ),
+            order=order_to_route(order_request, asset_class),
             broker_id=data.get("broker_id"),
         )
         return Response(s.RoutingDecisionSerializer(payload).data)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
+from orders.domain.validation import OrderRequest
 
 ZERO = Decimal(0)
 BPS = Decimal(10000)
@@ -101,6 +102,19 @@ class OrderToRoute:
     time_in_force: TimeInForce
     quantity: Decimal
     limit_price: Decimal | None = None
+
+
+def order_to_route(request: OrderRequest, asset_class: AssetClass) -> OrderToRoute:
+    """What routing needs of a validated order request."""
+    return OrderToRoute(
+        symbol=request.symbol,
+        asset_class=asset_class,
+        side=request.side,
+        order_type=request.order_type,
+        time_in_force=request.time_in_force,
+        quantity=request.quantity,
+        limit_price=request.price,
+    )
 
 
 @dataclass(frozen=True, slots=True)
