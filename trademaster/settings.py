@@ -320,7 +320,14 @@ BROKER_ADAPTERS = {
     "alpaca": "brokers.adapters.alpaca.AlpacaAdapter",
     # the Charles Schwab Trader API, successor of the TD Ameritrade API (switched off in May 2024)
     "schwab": "brokers.adapters.schwab.SchwabAdapter",
+    # TWS API through ib_async, in its own long-running gateway worker (brokers.ibkr)
+    "ibkr": "brokers.adapters.ibkr.IbkrAdapter",
 }
+# --- brokers: Interactive Brokers gateway ---
+# --- brokers: order-update feeds (streams and polling) ---
+# --- brokers: Schwab OAuth ---
+# --- brokers: rate limits, retries and call statistics ---
+# --- brokers: demo mode (the fakes of tests/fakes serving the real adapters) ---
 # The simulated market: one seed makes every run reproducible.
 MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))
 
