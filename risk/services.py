@@ -55,6 +55,7 @@ from risk.domain.daytrading import (
     check_order,
     counts_pending_orders,
     day_trade_window,
+    trade_date,
 )
 from risk.domain.exchange_calendar import EXCHANGE_TIMEZONE
 from risk.domain.rules import assess
@@ -238,10 +239,10 @@ def _day_trading_failure(
         intraday_exposure=reserved,
     )
     zone = ZoneInfo(EXCHANGE_TIMEZONE)
-    today = now.astimezone(zone).date()
+    today = trade_date(now.astimezone(zone).date())
     since = dt.datetime.combine(day_trade_window(today)[0], dt.time(0), tzinfo=zone)
     trades = [
-        Trade(symbol, Side(side), quantity, executed_at.astimezone(zone).date())
+        Trade(symbol, Side(side), quantity, trade_date(executed_at.astimezone(zone).date()))
         for symbol, side, quantity, executed_at in queries.account_fills(account.pk, since)
     ]
     pending: list[PendingOrder] = []

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_UP, Decimal
 from enum import StrEnum
 
@@ -137,6 +137,17 @@ def _runs(sides: Iterable[Side]) -> tuple[int, Side | None]:
 
 def _day_trades_in(sides: Iterable[Side]) -> int:
     return _runs(sides)[0] // 2
+
+
+def trade_date(day: date, *, calendar: TradingCalendar = NYSE) -> date:
+    """The session an execution on local date ``day`` counts for: that day if the exchange
+    trades, else the next day it does (a weekend or holiday execution of a 24/7 venue or of
+    overnight trading belongs to the next session, as brokers book it)."""
+    for _ in range(15):  # the longest closure on record is far shorter
+        if calendar.is_trading_day(day):
+            return day
+        day += timedelta(days=1)
+    return day
 
 
 def day_trade_window(today: date, *, calendar: TradingCalendar = NYSE) -> list[date]:

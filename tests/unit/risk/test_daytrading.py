@@ -25,6 +25,7 @@ from risk.domain.daytrading import (
     check_order,
     count_day_trades,
     day_trade_window,
+    trade_date,
 )
 
 D = Decimal
@@ -630,3 +631,10 @@ def test_quantities_are_positive_decimals(quantity, error):
 
 def test_policy_values():
     assert [p.value for p in DayTradingPolicy] == ["legacy_pdt", "intraday_margin", "broker_enforced", "off"]
+
+
+def test_an_execution_on_a_closed_day_counts_for_the_next_session():
+    assert trade_date(date(2026, 12, 4)) == date(2026, 12, 4)  # a Friday trades
+    assert trade_date(date(2026, 12, 5)) == date(2026, 12, 7)  # Saturday -> Monday
+    assert trade_date(date(2026, 12, 6)) == date(2026, 12, 7)  # Sunday -> Monday
+    assert trade_date(date(2026, 12, 25)) == date(2026, 12, 28)  # Christmas (Friday) -> Monday
