@@ -207,6 +207,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 1.0,
         "options": {"expires": 1},
     },
+    # placements a busy broker deferred (429, rate limit) come due: re-send them (orders.services)
+    "orders-resend-due": {
+        "task": "orders.tasks.resend_due_task",
+        "schedule": 1.0,
+        "options": {"expires": 1},
+    },
     # a safety net: `manage.py relay_outbox` relays within milliseconds when it runs
     "relay-outbox": {
         "task": "trademaster.tasks.relay_outbox_task",
@@ -324,10 +330,95 @@ BROKER_ADAPTERS = {
     "ibkr": "brokers.adapters.ibkr.IbkrAdapter",
 }
 # --- brokers: Interactive Brokers gateway ---
+# `manage.py run_ib_gateway` holds the TWS connections (ib_async) and serves a JSON bridge on
+# loopback; the ibkr adapter calls it with the shared token. Set a real token outside development.
+IB_GATEWAY_URL = os.environ.get("IB_GATEWAY_URL", "http://127.0.0.1:7510")
+IB_GATEWAY_TOKEN = os.environ.get("IB_GATEWAY_TOKEN", "dev-ib-gateway-token")
+IB_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("IB_GATEWAY_TIMEOUT_SECONDS", "15"))  # adapter -> bridge
+IB_GATEWAY_STREAM_WAIT_SECONDS = float(os.environ.get("IB_GATEWAY_STREAM_WAIT_SECONDS", "20"))  # long poll
+# TWS / IB Gateway defaults; an account's credentials JSON {"host", "port", "client_id"} overrides them
+IB_TWS_HOST = os.environ.get("IB_TWS_HOST", "127.0.0.1")
+IB_TWS_PORT_PAPER = int(os.environ.get("IB_TWS_PORT_PAPER", "7497"))
+IB_TWS_PORT_LIVE = int(os.environ.get("IB_TWS_PORT_LIVE", "7496"))
+IB_TWS_CLIENT_ID = int(os.environ.get("IB_TWS_CLIENT_ID", "17"))
+IB_TWS_CONNECT_TIMEOUT_SECONDS = float(os.environ.get("IB_TWS_CONNECT_TIMEOUT_SECONDS", "4"))
+IB_TWS_REQUEST_TIMEOUT_SECONDS = float(os.environ.get("IB_TWS_REQUEST_TIMEOUT_SECONDS", "5"))  # acks, replies
+IB_TWS_RECONNECT_MAX_SECONDS = float(os.environ.get("IB_TWS_RECONNECT_MAX_SECONDS", "30"))
 # --- brokers: order-update feeds (streams and polling) ---
+# manage.py run_broker_feeds (orders/feeds.py): one feed per active non-paper account. It polls
+# an account every BROKER_FEED_POLL_SECONDS (per broker below; REST polls count against the
+# broker's rate limit: Alpaca 200/min, Binance weight 6000/min) and at once when its stream pushes.
+BROKER_FEED_POLL_SECONDS = int(os.environ.get("BROKER_FEED_POLL_MS", "2000")) / 1000
+# Binance REST polling costs weight ~100 (myTrades 20 per symbol, openOrders 80): every 5 s is
+# ~1,200 of the 6,000/min per IP; with the user data stream up it polls REST only to catch up
+BROKER_FEED_POLL_SECONDS_BY_BROKER: dict[str, float] = {"binance": 5.0}
+BROKER_FEED_REFRESH_SECONDS = 5.0  # how often the account list is re-read
+BROKER_FEED_BACKOFF_SECONDS = 1.0  # after an adapter error, doubling up to the max
+BROKER_FEED_BACKOFF_MAX_SECONDS = 60.0
+BROKER_FEED_DOWN_AFTER_FAILURES = 3  # failures in a row that make an account DOWN (not DEGRADED)
+# a dropped stream (Alpaca trade_updates, Binance user data) reconnects after this, doubling
+BROKER_STREAM_BACKOFF_SECONDS = 1.0
+BROKER_STREAM_BACKOFF_MAX_SECONDS = 30.0
 # --- brokers: Schwab OAuth ---
+# Schwab's login sends the browser back here; Schwab takes https only (http on 127.0.0.1 for local
+# runs). Empty: this server's own /brokers/schwab/callback/ URL (which must be registered at Schwab).
+SCHWAB_REDIRECT_URI = os.environ.get("SCHWAB_REDIRECT_URI", "")
+SCHWAB_AUTHORIZE_URL = os.environ.get("SCHWAB_AUTHORIZE_URL", "https://api.schwabapi.com/v1/oauth/authorize")
+SCHWAB_OAUTH_STATE_MAX_AGE_SECONDS = int(os.environ.get("SCHWAB_OAUTH_STATE_MAX_AGE_SECONDS", "600"))
+# the refresh token lives 7 days (hard); health turns DEGRADED in its last hours, DOWN after
+SCHWAB_REFRESH_TOKEN_LIFETIME_HOURS = int(os.environ.get("SCHWAB_REFRESH_TOKEN_LIFETIME_HOURS", "168"))
+SCHWAB_REFRESH_WARN_HOURS = int(os.environ.get("SCHWAB_REFRESH_WARN_HOURS", "24"))
+# the ACCT_ACTIVITY streamer (feed worker): REST re-reads after cues, else at this safety cadence
+SCHWAB_STREAM_SAFETY_POLL_SECONDS = int(os.environ.get("SCHWAB_STREAM_SAFETY_POLL_SECONDS", "60"))
+SCHWAB_STREAM_IDLE_SECONDS = int(os.environ.get("SCHWAB_STREAM_IDLE_SECONDS", "60"))
+SCHWAB_STREAM_BACKOFF_SECONDS = int(os.environ.get("SCHWAB_STREAM_BACKOFF_SECONDS", "1"))
+SCHWAB_STREAM_BACKOFF_MAX_SECONDS = int(os.environ.get("SCHWAB_STREAM_BACKOFF_MAX_SECONDS", "30"))
 # --- brokers: rate limits, retries and call statistics ---
+# Per broker, a list replacing brokers.domain.ratelimit.DEFAULT_LIMITS for that broker, e.g.
+# {"schwab": [{"name": "orders", "count": 60, "seconds": 60, "burst": 5, "orders_only": true}]}
+BROKER_RATE_LIMITS: dict[str, list[dict]] = json.loads(os.environ.get("BROKER_RATE_LIMITS", "{}"))
+# Redis keys of the shared buckets, cooldowns and call statistics (REDIS_URL set); in-process otherwise
+BROKER_RATE_LIMIT_KEY_PREFIX = os.environ.get("BROKER_RATE_LIMIT_KEY_PREFIX", "tm:rl:")
+# A placement the broker refuses for now (429, 418, the local limiter) on an account it cannot
+# leave is re-sent after max(advised delay, backoff): backoff = BASE * 2**(attempt-1), at most
+# CAP, with jitter; after MAX_ATTEMPTS sends or MAX_SECONDS since submission it is rejected.
+BROKER_RETRY_MAX_ATTEMPTS = int(os.environ.get("BROKER_RETRY_MAX_ATTEMPTS", "6"))
+BROKER_RETRY_MAX_SECONDS = int(os.environ.get("BROKER_RETRY_MAX_SECONDS", "300"))
+BROKER_RETRY_BASE_SECONDS = Decimal(os.environ.get("BROKER_RETRY_BASE_SECONDS", "1"))
+BROKER_RETRY_CAP_SECONDS = Decimal(os.environ.get("BROKER_RETRY_CAP_SECONDS", "60"))
+# Call statistics: a rolling window of slots per account; the health check writes the error rate
+# of the window and marks a CONNECTED account DEGRADED above the threshold (with enough calls).
+BROKER_CALL_STATS_WINDOW_SECONDS = int(os.environ.get("BROKER_CALL_STATS_WINDOW_SECONDS", "300"))
+BROKER_CALL_STATS_SLOT_SECONDS = int(os.environ.get("BROKER_CALL_STATS_SLOT_SECONDS", "10"))
+BROKER_ERROR_RATE_DEGRADED_PERCENT = Decimal(os.environ.get("BROKER_ERROR_RATE_DEGRADED_PERCENT", "20"))
+BROKER_ERROR_RATE_MIN_CALLS = int(os.environ.get("BROKER_ERROR_RATE_MIN_CALLS", "10"))
 # --- brokers: demo mode (the fakes of tests/fakes serving the real adapters) ---
+# TRADEMASTER_DEMO_BROKERS=1 (`DEMO_BROKERS=1 make run`): `manage.py run_broker_fakes` serves fake
+# Alpaca, Binance, Schwab and IB TWS servers on fixed loopback ports from TRADEMASTER_DEMO_BROKERS_PORT
+# on, the real adapters are pointed at them here, and seed_demo gives the demo user an account at
+# each (the IB one stores the fake TWS's address; run_ib_gateway's bridge takes the port after them).
+DEMO_BROKERS = env_bool("TRADEMASTER_DEMO_BROKERS", False)
+_demo_port = int(os.environ.get("TRADEMASTER_DEMO_BROKERS_PORT", "7601"))
+DEMO_BROKER_PORTS = {  # the service on each port
+    "alpaca": _demo_port,
+    "alpaca_stream": _demo_port + 1,
+    "binance": _demo_port + 2,
+    "binance_ws": _demo_port + 3,
+    "schwab": _demo_port + 4,
+    "ibkr_tws": _demo_port + 5,
+}
+DEMO_BROKERS_TICK_SECONDS = float(os.environ.get("TRADEMASTER_DEMO_BROKERS_TICK_SECONDS", "0.5"))
+if DEMO_BROKERS:
+    ALPACA_TRADING_URL = f"http://127.0.0.1:{DEMO_BROKER_PORTS['alpaca']}"
+    ALPACA_DATA_URL = ALPACA_TRADING_URL  # the fake serves the market data API too
+    ALPACA_STREAM_URL = f"ws://127.0.0.1:{DEMO_BROKER_PORTS['alpaca_stream']}/stream"
+    BINANCE_REST_URL = f"http://127.0.0.1:{DEMO_BROKER_PORTS['binance']}"
+    BINANCE_WS_API_URL = f"ws://127.0.0.1:{DEMO_BROKER_PORTS['binance_ws']}/ws-api/v3"
+    SCHWAB_TRADER_URL = f"http://127.0.0.1:{DEMO_BROKER_PORTS['schwab']}/trader/v1"
+    SCHWAB_MARKETDATA_URL = f"http://127.0.0.1:{DEMO_BROKER_PORTS['schwab']}/marketdata/v1"
+    SCHWAB_TOKEN_URL = f"http://127.0.0.1:{DEMO_BROKER_PORTS['schwab']}/v1/oauth/token"
+    SCHWAB_AUTHORIZE_URL = f"http://127.0.0.1:{DEMO_BROKER_PORTS['schwab']}/v1/oauth/authorize"
+    IB_GATEWAY_URL = os.environ.get("IB_GATEWAY_URL", f"http://127.0.0.1:{_demo_port + 6}")
 # The simulated market: one seed makes every run reproducible.
 MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))
 
