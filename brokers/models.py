@@ -92,6 +92,16 @@ class BrokerAccount(models.Model):
     health_detail = models.CharField(
         max_length=200, blank=True, default="", help_text="what the last check said"
     )
+    error_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal(0),
+        db_default=Decimal(0),
+        help_text="failed broker calls, percent of the calls in the last statistics window",
+    )
+    calls_checked = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="broker calls in the window the error rate was taken over"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

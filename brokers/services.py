@@ -36,6 +36,7 @@ from brokers.models import (
     PaperOrderStatus,
     PaperVenue,
 )
+from brokers.ratelimit import LimitedAdapter, call_stats, rate_store_reset
 from trademaster.outbox import outbox_record
 
 # The accounts a new user gets, so that a fresh user can trade at once: two equity venues with
@@ -46,27 +47,57 @@ DEFAULT_PAPER_ACCOUNTS = (
     ("PAPER-CRYPTO", "Paper Crypto (bps fee)", "paper-crypto", Decimal("50000")),
 )
 
-_adapters: dict[int, BrokerAdapter] = {}
+_adapters: dict[int, tuple[tuple, BrokerAdapter]] = {}
 _adapters_lock = threading.Lock()
 
 
+def adapter_settings(account: BrokerAccount) -> tuple:
+    """What an adapter is built from: a change (new credentials, an OAuth login, a switch between
+    sandbox and live, in any process) makes the next ``adapter_for`` build a new one."""
+    if account.broker_name == BrokerName.PAPER:
+        return (account.paper_venue_id,)
+    return (account.api_key_encrypted, account.api_secret_encrypted, account.sandbox_mode)
+
+
 def adapter_for(account: BrokerAccount) -> BrokerAdapter:
-    """One adapter instance per broker account, created on first use."""
-    adapter = _adapters.get(account.pk)
-    if adapter is None:
-        with _adapters_lock:
-            adapter = _adapters.get(account.pk)
-            if adapter is None:
-                cls = import_string(settings.BROKER_ADAPTERS[account.broker_name])
-                adapter = cls(account)
-                _adapters[account.pk] = adapter
+    """One adapter instance per broker account, created on first use and again when the account's
+    credentials or mode change, wrapped to respect the broker's rate limits and to count its calls
+    (brokers.ratelimit.LimitedAdapter)."""
+    wanted = adapter_settings(account)
+    cached = _adapters.get(account.pk)
+    if cached is not None and cached[0] == wanted:
+        return cached[1]
+    with _adapters_lock:
+        cached = _adapters.get(account.pk)
+        if cached is not None and cached[0] == wanted:
+            return cached[1]
+        cls = import_string(settings.BROKER_ADAPTERS[account.broker_name])
+        adapter = LimitedAdapter.for_account(cls(account), account)
+        _adapters[account.pk] = (wanted, adapter)
+    if cached is not None:
+        _stream_stop(cached[1])
     return adapter
 
 
 def adapters_reset() -> None:
-    """Forget cached adapters (after an account's settings change; in tests)."""
+    """Forget cached adapters and this process's rate-limit state (in tests)."""
     with _adapters_lock:
         _adapters.clear()
+    rate_store_reset()
+
+
+def adapter_forget(account_id: int) -> None:
+    """Drop one account's cached adapter (its credentials or mode changed); stops its stream."""
+    with _adapters_lock:
+        cached = _adapters.pop(account_id, None)
+    if cached is not None:
+        _stream_stop(cached[1])
+
+
+def _stream_stop(adapter: BrokerAdapter) -> None:
+    stop = getattr(adapter, "stream_stop", None)
+    if stop is not None:
+        stop()
 
 
 def broker_accounts_provision_paper(*, user) -> list[BrokerAccount]:
@@ -164,21 +195,37 @@ def broker_connection_status_set(*, account: BrokerAccount, status: str, reason:
 
 
 def broker_account_health_check(*, account: BrokerAccount) -> ConnectionStatus:
-    """Ask the broker how it is (no transaction open) and record the answer; never raises."""
+    """Ask the broker how it is (no transaction open) and record the answer; never raises.
+
+    Also writes the account's error rate over the call-statistics window (brokers.ratelimit):
+    above ``BROKER_ERROR_RATE_DEGRADED_PERCENT`` (with at least ``BROKER_ERROR_RATE_MIN_CALLS``
+    calls) an account whose health check passes is DEGRADED, not CONNECTED.
+    """
     try:
         report = adapter_for(account).health()
     except (BrokerError, OSError) as exc:
         status, reason = _status_after(exc), f"health check failed: {exc}"
-        BrokerAccount.objects.filter(pk=account.pk).update(health_detail=reason[:200])
+        fields: dict = {}
     else:
         status, reason = ConnectionStatus(Health(report.status).value), report.detail
         account.latency_ms = int(report.latency_ms.to_integral_value())  # routing weighs it
         account.last_heartbeat_at = timezone.now()
-        BrokerAccount.objects.filter(pk=account.pk).update(
-            latency_ms=account.latency_ms,
-            last_heartbeat_at=account.last_heartbeat_at,
-            health_detail=reason[:200],
+        fields = {"latency_ms": account.latency_ms, "last_heartbeat_at": account.last_heartbeat_at}
+    stats = call_stats(account.pk)
+    account.error_rate, account.calls_checked = stats.error_rate, stats.calls
+    if (
+        status == ConnectionStatus.CONNECTED
+        and stats.calls >= settings.BROKER_ERROR_RATE_MIN_CALLS
+        and stats.error_rate > settings.BROKER_ERROR_RATE_DEGRADED_PERCENT
+    ):
+        status = ConnectionStatus.DEGRADED
+        reason = (
+            f"{stats.error_rate}% of the last {stats.calls} broker calls failed "
+            f"(threshold {settings.BROKER_ERROR_RATE_DEGRADED_PERCENT}%)"
         )
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        health_detail=reason[:200], error_rate=stats.error_rate, calls_checked=stats.calls, **fields
+    )
     account.health_detail = reason[:200]
     broker_connection_status_set(account=account, status=status, reason=reason)
     return status

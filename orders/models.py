@@ -113,6 +113,10 @@ class Order(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     filled_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # a placement the broker refused for now (429, rate limit): when to send it again, and how
+    # many sends it refused so far (orders.services._defer)
+    resend_at = models.DateTimeField(null=True, blank=True)
+    send_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     objects = OrderQuerySet.as_manager()
 
@@ -136,6 +140,10 @@ class Order(models.Model):
             models.Index(fields=["broker", "broker_order_id"], name="orders_broker_order"),
             # routing's recent reject rate per account (routing.services._reject_rates)
             models.Index(fields=["broker", "submitted_at"], name="orders_broker_submitted"),
+            # deferred placements coming due (orders.services.orders_resend_due)
+            models.Index(
+                fields=["resend_at"], name="orders_resend_due", condition=Q(resend_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

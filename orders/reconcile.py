@@ -115,7 +115,10 @@ def reconcile_account(*, account: BrokerAccount) -> ReconcileReport:
     """Bring the account's open orders in line with its broker (no transaction held across calls)."""
     report = ReconcileReport(account.pk)
     adapter = brokers_services.adapter_for(account)
-    open_orders = list(Order.objects.filter(broker=account).open().order_by("pk"))
+    # a placement waiting to be re-sent (orders.services._defer) is not at the broker, by design
+    open_orders = list(
+        Order.objects.filter(broker=account).open().filter(resend_at__isnull=True).order_by("pk")
+    )
     for order in open_orders:
         report.checked += 1
         try:

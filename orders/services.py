@@ -16,13 +16,15 @@ import dataclasses
 import datetime
 import logging
 import re
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from django.db import IntegrityError, models, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from brokers import services as brokers_services
@@ -34,10 +36,12 @@ from brokers.domain.adapter import (
     BrokerRejected,
     BrokerRetryable,
     BrokerUnknownOutcome,
+    FillReport,
     OrderChange,
     OrderRef,
     UpdateKind,
 )
+from brokers.domain.ratelimit import retry_delay
 from brokers.models import BrokerAccount
 from orders.domain.enums import TERMINAL_STATUSES, AssetClass, OrderStatus, OrderType, Side, TimeInForce
 from orders.domain.positions import PositionState, apply_fill, mark
@@ -62,7 +66,8 @@ from risk.services import (
 from routing.domain.scoring import OrderToRoute, order_to_route
 from routing.models import RoutingDecision
 from routing.services import route_decide, route_record
-from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
+from trademaster.clock import clock_now
+from trademaster.errors import BrokerBusy, Conflict, NotFound, TradeMasterError, ValidationFailed
 from trademaster.metrics import order_stage
 from trademaster.outbox import jsonable, outbox_record
 
@@ -400,10 +405,96 @@ def _send(order: Order, account: BrokerAccount, tried: frozenset[int] = frozense
     except BrokerRetryable as exc:
         prefix = f"broker busy (retry after {exc.retry_after}s)"
         moved = _failover(order, account, f"{prefix}: {exc.message}", tried)
-        return moved or _broker_refused(order, exc, prefix)
+        return moved or _defer(order, account, exc)
     except (BrokerUnknownOutcome, BrokerError, OSError) as exc:
         return _resolve_unknown_submission(order, account, exc, tried)
     return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
+
+
+def _defer(order: Order, account: BrokerAccount, exc: BrokerRetryable) -> Order:
+    """The broker refused a SUBMITTED order for now (429/418, the local rate limiter, unreachable)
+    and it cannot move to another account: keep it SUBMITTED and send it again later.
+
+    A BrokerRetryable means the broker did not take the order (an uncertain outcome is a
+    BrokerUnknownOutcome), so re-sending cannot duplicate it. The next send is due after
+    ``retry_delay`` (exponential backoff with jitter, never before the broker's advice); it is
+    recorded as a SUBMIT_DEFERRED event and ``orders_resend_due`` sends it. The order is rejected
+    once it was refused ``BROKER_RETRY_MAX_ATTEMPTS`` times, or when the next send would come
+    later than ``BROKER_RETRY_MAX_SECONDS`` after its submission.
+    """
+    now = clock_now()
+    advised = Decimal(str(exc.retry_after))
+    with transaction.atomic():
+        order = _lock(order.pk)
+        if order.status != OrderStatus.SUBMITTED.value:
+            return order  # cancelled or settled meanwhile
+        attempt = order.send_attempts + 1
+        delay = retry_delay(
+            attempt=attempt,
+            advised=advised,
+            base=settings.BROKER_RETRY_BASE_SECONDS,
+            cap=settings.BROKER_RETRY_CAP_SECONDS,
+            jitter=Decimal(secrets.randbelow(1000)) / 1000,
+        )
+        retry_at = now + datetime.timedelta(microseconds=int(delay * 1_000_000))
+        since = order.submitted_at or now
+        too_late = retry_at - since > datetime.timedelta(seconds=settings.BROKER_RETRY_MAX_SECONDS)
+        if attempt >= settings.BROKER_RETRY_MAX_ATTEMPTS or too_late:
+            order.send_attempts, order.resend_at = attempt, None
+            _transition(
+                order,
+                OrderEventType.REJECT,
+                actor=BROKER,
+                reason=(
+                    f"broker busy: refused {attempt} time{'s' if attempt > 1 else ''} over "
+                    f"{(now - since) // datetime.timedelta(seconds=1)}s, not sent again: {exc.message}"
+                ),
+                data={"broker_code": exc.code, "attempt": attempt},
+                fields=("send_attempts", "resend_at"),
+            )
+            risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
+            return order
+        order.send_attempts, order.resend_at = attempt, retry_at
+        order.status_reason = f"broker busy, sending again at {retry_at.isoformat()}: {exc.message}"
+        order.save(update_fields=["send_attempts", "resend_at", "status_reason", "updated_at"])
+        _record(
+            order,
+            event_type="SUBMIT_DEFERRED",
+            actor=BROKER,
+            from_status=order.status,
+            data={
+                "broker": account.pk,
+                "attempt": attempt,
+                "retry_at": retry_at.isoformat(),
+                "retry_after": advised,
+                "broker_code": exc.code,
+                "message": exc.message,
+            },
+        )
+    return order
+
+
+def orders_resend_due(*, now: datetime.datetime | None = None, limit: int = 100) -> int:
+    """Send again the deferred placements due at ``now`` (default: the service clock); returns
+    how many were sent. Each is claimed once, whatever the number of workers: the claim clears
+    ``resend_at`` only where it still holds the value read (FOR UPDATE SKIP LOCKED on PostgreSQL
+    keeps workers off each other's rows), so a second worker finds nothing to claim."""
+    now = now or clock_now()
+    due = Order.objects.filter(status=OrderStatus.SUBMITTED.value, resend_at__lte=now).order_by("resend_at")
+    claimed: list[int] = []
+    with transaction.atomic():
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        for pk, resend_at in list(due.values_list("pk", "resend_at")[:limit]):
+            if Order.objects.filter(pk=pk, resend_at=resend_at, status=OrderStatus.SUBMITTED.value).update(
+                resend_at=None
+            ):
+                claimed.append(pk)
+    for pk in claimed:
+        order = Order.objects.select_related("broker", "user").get(pk=pk)
+        if order.status == OrderStatus.SUBMITTED.value:  # a cancel may have come between
+            _send(order, order.broker)
+    return len(claimed)
 
 
 def _failover(order: Order, account: BrokerAccount, why: str, tried: frozenset[int]) -> Order | None:
@@ -691,6 +782,26 @@ def _apply_change(order: Order, change: OrderChange) -> None:
         order.time_in_force = change.time_in_force.value
 
 
+def _fill_notional(order: Order) -> Decimal:
+    return sum(
+        (f.quantity * f.price for f in Fill.objects.filter(order=order).only("quantity", "price")), Decimal(0)
+    )
+
+
+def _fill_from_totals(order: Order, report: FillReport) -> FillReport | None:
+    """A fill reported as the order's new running totals: book the growth over what is booked
+    (None when there is none), at the price that makes the booked notional match the broker's."""
+    assert report.cumulative_quantity is not None
+    quantity = report.cumulative_quantity - order.filled_quantity
+    if quantity <= 0:
+        return None
+    price = report.price
+    if report.cumulative_notional is not None:
+        computed = ((report.cumulative_notional - _fill_notional(order)) / quantity).quantize(Q8)
+        price = computed if computed > 0 else price
+    return replace(report, quantity=quantity, price=price)
+
+
 def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) -> bool:
     report = update.fill
     if report is None:
@@ -698,6 +809,10 @@ def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate)
         return False
     if Fill.objects.filter(broker=account, broker_fill_id=report.broker_fill_id).exists():
         return False  # already applied: at-least-once delivery
+    if report.cumulative_quantity is not None:
+        report = _fill_from_totals(order, report)
+        if report is None:
+            return False  # every share of it is booked already (reported by another process)
     if report.quantity <= 0 or report.quantity > order.remaining_quantity:
         _anomaly(order, update, f"fill of {report.quantity} exceeds the remaining {order.remaining_quantity}")
         return False
@@ -727,9 +842,7 @@ def _apply_fill(order: Order, account: BrokerAccount, update: BrokerOrderUpdate)
     )
     # the exact VWAP of every fill (this one included), rounded once: re-using the stored, already
     # rounded average would let rounding errors pile up fill after fill
-    notional = sum(
-        (f.quantity * f.price for f in Fill.objects.filter(order=order).only("quantity", "price")), Decimal(0)
-    )
+    notional = _fill_notional(order)
     order.average_fill_price = (notional / new_filled).quantize(Q8)
     order.filled_quantity = new_filled
     order.commission = (order.commission + report.fee).quantize(Q4)
@@ -881,14 +994,22 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
             )
         if status is OrderStatus.PENDING_CANCEL:
             return order
-        if status is OrderStatus.PENDING:
+        if status is OrderStatus.PENDING or (status is OrderStatus.SUBMITTED and order.resend_at is not None):
+            # never left the service, or waiting to be re-sent: the broker refused every send of
+            # it (BrokerRetryable: not taken), so nothing is working there to cancel
             order.cancelled_at = timezone.now()
+            deferred = order.resend_at is not None
+            order.resend_at = None
             _transition(
                 order,
                 OrderEventType.CANCEL,
                 actor=actor,
-                reason="cancelled before submission",
-                fields=("cancelled_at",),
+                reason=(
+                    "cancelled while waiting to be sent again (the broker had not taken it)"
+                    if deferred
+                    else "cancelled before submission"
+                ),
+                fields=("cancelled_at", "resend_at"),
             )
             risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
             return order
@@ -898,6 +1019,8 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
         updates = brokers_services.adapter_for(account).cancel(
             OrderRef(order.client_order_id, order.broker_order_id)
         )
+    except BrokerRetryable as exc:
+        _busy(order, account, exc, UpdateKind.CANCEL_REJECTED, "cancel")
     except BrokerError as exc:
         updates = [
             BrokerOrderUpdate(
@@ -909,6 +1032,25 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
             )
         ]
     return order_apply_updates(account=account, updates=updates, sync_account=True) or _reload(order)
+
+
+def _busy(
+    order: Order, account: BrokerAccount, exc: BrokerRetryable, kind: UpdateKind, what: str
+) -> NoReturn:
+    """A cancel or change the broker refused for now (429, rate limit): the request did not
+    reach it, so the order goes back to where it was (a CANCEL_REJECT / REPLACE_REJECT event
+    says why) and the caller gets a 503 with Retry-After, to ask again then."""
+    reason = f"broker busy, {what} not sent: {exc.message}"
+    update = BrokerOrderUpdate(
+        kind, order.client_order_id, order.broker_order_id or "", timezone.now(), reason=reason
+    )
+    order_apply_updates(account=account, updates=[update])
+    raise BrokerBusy(
+        "broker_busy",
+        f"The broker is busy and did not receive the {what}; the order is unchanged. "
+        f"Try again in {exc.retry_after}s.",
+        {"retry_after": str(exc.retry_after), "order_id": order.pk},
+    )
 
 
 _MODIFIABLE = {OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED}
@@ -975,6 +1117,8 @@ def order_replace(*, user, order_id: int, change: OrderChange, actor: Actor) -> 
         updates = brokers_services.adapter_for(account).replace(
             OrderRef(order.client_order_id, order.broker_order_id), change
         )
+    except BrokerRetryable as exc:
+        _busy(order, account, exc, UpdateKind.REPLACE_REJECTED, "change")
     except BrokerError as exc:
         updates = [
             BrokerOrderUpdate(

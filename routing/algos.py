@@ -56,7 +56,7 @@ from routing.domain.scoring import order_to_route
 from routing.models import AlgoOrder, AlgoSlice, AlgoState, SliceState
 from routing.services import MarketStats, Route, market_stats, route_decide, route_record
 from trademaster.clock import clock_now
-from trademaster.errors import Conflict, NotFound, TradeMasterError, ValidationFailed
+from trademaster.errors import BrokerBusy, Conflict, NotFound, TradeMasterError, ValidationFailed
 from trademaster.outbox import outbox_record
 
 logger = logging.getLogger(__name__)
@@ -328,6 +328,8 @@ def _cancel_open_children(parent: Order, actor: Actor) -> None:
             order_cancel(user=parent.user, order_id=child_id, actor=actor)
         except Conflict:
             continue  # it closed meanwhile
+        except BrokerBusy:
+            continue  # the broker asked to wait: the child keeps working, as after a refused cancel
 
 
 def _current_plan(algo: AlgoOrder) -> list[schedule.Slice]:

@@ -1,7 +1,9 @@
-"""Shared REST plumbing: pagination and one error shape for every 4xx."""
+"""Shared REST plumbing: pagination and one error shape for every 4xx (and the 503 of a busy broker)."""
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -39,7 +41,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         extra = {k: v for k, v in exc.extra.items() if k != "fields"}
         if extra:
             body["extra"] = extra
-        return Response(body, status=exc.status_code)
+        response = Response(body, status=exc.status_code)
+        if "retry_after" in extra:  # BrokerBusy: whole seconds, rounded up
+            response["Retry-After"] = str(math.ceil(Decimal(str(extra["retry_after"]))))
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -35,3 +35,10 @@ class Conflict(TradeMasterError):
 
 class PermissionDenied(TradeMasterError):
     status_code = 403
+
+
+class BrokerBusy(TradeMasterError):
+    """The broker asked to wait (rate limit) and did not receive the request: HTTP 503 with a
+    ``Retry-After`` header from ``extra["retry_after"]`` (seconds)."""
+
+    status_code = 503

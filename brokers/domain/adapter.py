@@ -119,11 +119,17 @@ class UpdateKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FillReport:
+    """One execution. A broker that only reports an order's running totals (Alpaca) also gives
+    them here: the OMS then books the growth over what it has already booked for the order, so
+    two processes that each saw a different part of the fills can never book a share twice."""
+
     broker_fill_id: str  # unique per broker account; fills are de-duplicated on it
     quantity: Decimal
     price: Decimal
     fee: Decimal
     liquidity: str = "TAKER"  # MAKER | TAKER
+    cumulative_quantity: Decimal | None = None  # the order's filled quantity after this fill
+    cumulative_notional: Decimal | None = None  # and the sum of quantity x price filled
 
 
 @dataclass(frozen=True, slots=True)

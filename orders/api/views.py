@@ -36,6 +36,11 @@ E400 = OpenApiResponse(ERROR, description="Invalid input: `fields` maps each fie
 E403 = OpenApiResponse(ERROR, description="Not allowed (missing token scope).")
 E404 = OpenApiResponse(ERROR, description="No such order of yours.")
 E409 = OpenApiResponse(ERROR, description="Conflicts with the order's state or an earlier client_order_id.")
+E503 = OpenApiResponse(
+    ERROR,
+    description="The broker asked to wait (rate limit) and did not receive the request; the order is "
+    "unchanged. Ask again after the `Retry-After` header's seconds.",
+)
 
 
 class OrderListCreateApi(generics.ListAPIView):
@@ -107,7 +112,7 @@ class OrderDetailApi(APIView):
         operation_id="orders_modify",
         description="Cancel-replace the quantity, prices, trail or time in force of a working order.",
         request=s.OrderModifyInputSerializer,
-        responses={200: s.OrderOutputSerializer, 400: E400, 403: E403, 404: E404, 409: E409},
+        responses={200: s.OrderOutputSerializer, 400: E400, 403: E403, 404: E404, 409: E409, 503: E503},
     )
     def patch(self, request: Request, order_id: int) -> Response:
         data = _valid(s.OrderModifyInputSerializer, request.data)
@@ -145,7 +150,7 @@ class OrderCancelApi(APIView):
     @extend_schema(
         operation_id="orders_cancel",
         request=None,
-        responses={200: s.OrderOutputSerializer, 403: E403, 404: E404, 409: E409},
+        responses={200: s.OrderOutputSerializer, 403: E403, 404: E404, 409: E409, 503: E503},
     )
     def post(self, request: Request, order_id: int) -> Response:
         order = services.order_cancel(

@@ -83,6 +83,7 @@ def test_brokers_list_never_returns_credentials(api, accounts, with_credentials)
         "latency_ms",
         "last_heartbeat_at",
         "health_detail",
+        "error_rate",
         "asset_classes",
         "has_credentials",
         "created_at",

@@ -11,7 +11,7 @@ from brokers.domain.adapter import BrokerRetryable, BrokerUnknownOutcome
 from brokers.models import PaperOrder
 from orders.models import OrderEvent
 from orders.reconcile import reconcile_account
-from orders.services import Actor, order_place
+from orders.services import Actor, order_place, orders_resend_due
 from risk.book import risk_book_totals
 from routing.models import RoutingDecision
 from tests.builders import order_request
@@ -107,16 +107,26 @@ def test_an_order_on_a_named_broker_does_not_fail_over(trader, accounts, set_mid
     set_mid("AAPL", "100.00")
     b = accounts["PAPER-EQ-B"]
     order = buy(trader, broker_id=b.pk)
-    assert (order.broker_id, order.status) == (b.pk, "REJECTED")
-    assert order.status_reason == "broker busy (retry after 2.0s): 429 too many requests"
+    # it stays with B and is sent there again later (tests/integration/orders/test_deferred_retry.py)
+    assert (order.broker_id, order.status, order.send_attempts) == (b.pk, "SUBMITTED", 1)
+    assert order.status_reason.endswith(": 429 too many requests")
+    assert order.resend_at is not None
     assert failovers(order) == []
 
 
-def test_when_every_broker_refuses_the_order_is_rejected_with_the_reason(trader, accounts, set_mid, flaky):
+def test_when_every_broker_refuses_the_order_is_rejected_with_the_reason(
+    trader, accounts, set_mid, flaky, settings
+):
     set_mid("AAPL", "100.00")
     flaky.failing = {"PAPER-EQ-A", "PAPER-EQ-B"}
     order = buy(trader)
-    assert order.status == "REJECTED"
     assert len(failovers(order)) == 1  # B -> A, then no account is left
+    # A is busy too: the order waits at A to be sent again, and is rejected once the retries are spent
+    assert (order.status, order.broker_id, order.send_attempts) == ("SUBMITTED", accounts["PAPER-EQ-A"].pk, 1)
+    settings.BROKER_RETRY_MAX_ATTEMPTS = 2
+    assert orders_resend_due(now=order.resend_at) == 1
+    order.refresh_from_db()
+    assert order.status == "REJECTED"
+    assert order.status_reason.startswith("broker busy: refused 2 times")
     assert not PaperOrder.objects.exists()
     assert risk_book_totals(user_id=trader.pk).open_orders == 0
