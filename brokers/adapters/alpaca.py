@@ -22,11 +22,15 @@ the increment and whose price is ``(notional_now - notional_reported) / incremen
 ``<alpaca order id>:<cumulative filled_qty>``: unique per increment and the same for the same
 increment after a restart, so the OMS de-duplicates a re-reported fill.
 
-With ``settings.ALPACA_USE_STREAM`` the adapter also listens to the trade_updates stream
-(``ALPACA_STREAM_URL``, default ``wss://{paper-,}api.alpaca.markets/stream``) in a daemon thread:
-``poll_updates`` drains its events through the same increment logic (so stream and REST give the
-same fill ids) and skips REST polling while the stream is listening; it falls back to REST while
-the stream is down, and a refused stream authentication is raised as :class:`BrokerFatal`.
+The trade_updates stream (``ALPACA_STREAM_URL``, default ``wss://{paper-,}api.alpaca.markets/stream``)
+is started by ``stream_start(wakeup)`` (only the feed worker, ``manage.py run_broker_feeds``, calls
+it): a daemon thread authenticates, listens, buffers every event and calls ``wakeup()``.
+``poll_updates`` then drains the buffer through the same increment logic (so stream and REST give
+the same fill ids) and skips REST polling while the stream listens. A dropped stream reconnects
+with backoff (``BROKER_STREAM_BACKOFF_SECONDS`` doubling up to ``BROKER_STREAM_BACKOFF_MAX_SECONDS``);
+while it is down ``poll_updates`` polls REST, and after every (re)connect the next poll also makes
+one REST catch-up poll, so an event sent while the stream was down is not missed. A refused stream
+authentication is raised as :class:`BrokerFatal` by ``stream_start`` and ``poll_updates``.
 
 Replace is ``PATCH /v2/orders/{id}``; the replacement gets the client id ``<ours>-r<n>`` (Alpaca
 wants unique client ids) and updates keep reporting ours. The mapping lives in memory, and a
@@ -40,6 +44,8 @@ import json
 import queue
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -77,6 +83,7 @@ from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from trademaster.crypto import DecryptionError, Sealed
 
 PAPER_URL = "https://paper-api.alpaca.markets"
+DATA_URL = "https://data.alpaca.markets"  # market data: one host for paper and live keys
 LIVE_URL = "https://api.alpaca.markets"
 PAPER_STREAM_URL = "wss://paper-api.alpaca.markets/stream"
 LIVE_STREAM_URL = "wss://api.alpaca.markets/stream"
@@ -125,6 +132,19 @@ TERMINAL_UPDATES = {
 CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
 
 
+FINISHED_REMEMBERED = 10_000
+
+
+def _nothing() -> None:
+    return None
+
+
+def stream_backoff() -> tuple[float, float]:
+    """The first reconnect delay of a dropped stream and its cap, in seconds (settings)."""
+    first = getattr(settings, "BROKER_STREAM_BACKOFF_SECONDS", 1)
+    return first, max(first, getattr(settings, "BROKER_STREAM_BACKOFF_MAX_SECONDS", 30))
+
+
 def order_status(raw: str) -> BrokerOrderStatus:
     try:
         return STATUSES[raw]
@@ -139,6 +159,17 @@ def _dec(value: Any) -> Decimal | None:
         return Decimal(str(value))
     except InvalidOperation:
         raise BrokerError(f"Alpaca sent a malformed number {value!r}", code="BAD_RESPONSE") from None
+
+
+def _parse_time(stamp: str) -> dt.datetime:
+    """An RFC 3339 time as Alpaca writes it (up to nanoseconds, ``Z``)."""
+    head, _, fraction = stamp.removesuffix("Z").partition(".")
+    digits = "".join(c for c in fraction if c.isdigit())[:6]
+    try:
+        moment = dt.datetime.fromisoformat(f"{head}.{digits.ljust(6, '0')}" if digits else head)
+    except ValueError:
+        raise BrokerError(f"Alpaca sent a malformed time {stamp!r}", code="BAD_RESPONSE") from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def _reveal(value: Sealed | str) -> str:
@@ -184,6 +215,8 @@ class AlpacaAdapter:
         self._sealed_secret = account.api_secret_encrypted
         default = PAPER_URL if account.sandbox_mode else LIVE_URL
         self.base_url = getattr(settings, "ALPACA_TRADING_URL", default).rstrip("/")
+        self.data_url = getattr(settings, "ALPACA_DATA_URL", DATA_URL).rstrip("/")
+        self.data_feed = getattr(settings, "ALPACA_DATA_FEED", "iex")  # iex on free plans, sip paid
         self._client = httpx.Client(
             base_url=self.base_url,
             timeout=getattr(settings, "ALPACA_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
@@ -194,24 +227,28 @@ class AlpacaAdapter:
         self._alias: dict[str, str] = {}
         self._owner: dict[str, str] = {}
         self._lock = threading.Lock()
-        # the trade_updates stream (opt-in: settings.ALPACA_USE_STREAM); REST polling otherwise
-        self.use_stream = bool(getattr(settings, "ALPACA_USE_STREAM", False))
+        # the trade_updates stream, started by the feed worker (stream_start); REST polling otherwise
         stream_default = PAPER_STREAM_URL if account.sandbox_mode else LIVE_STREAM_URL
         self.stream_url = getattr(settings, "ALPACA_STREAM_URL", stream_default)
         self._events: queue.Queue[dict] = queue.Queue()
         self._stream_thread: threading.Thread | None = None
         self._stream_stop = threading.Event()
         self.stream_listening = threading.Event()
-        self.stream_activity = threading.Condition()  # notified when an event is queued
+        self._catch_up = threading.Event()  # set on every (re)connect: one REST poll is due
+        self._wakeup: Callable[[], None] = _nothing
         self._stream_error: BrokerError | None = None
+        # our client ids of orders that ended (bounded): a late stream event for them is ignored
+        self._finished: OrderedDict[str, None] = OrderedDict()
 
     # --- the trade_updates stream -----------------------------------------------------------
-    def stream_start(self) -> None:
-        """Connect to ``/stream``, authenticate and listen to trade_updates in a daemon thread.
+    def stream_start(self, wakeup: Callable[[], None]) -> None:
+        """Listen to trade_updates in a daemon thread (idempotent); ``wakeup()`` is called after
+        every buffered event and every change of the stream's state.
 
         A refused authentication sticks (raised here and by ``poll_updates``) until the adapter is
         rebuilt with new keys (``adapters_reset``)."""
         with self._lock:
+            self._wakeup = wakeup
             if isinstance(self._stream_error, BrokerFatal):
                 raise self._stream_error
             if self._stream_thread is not None and self._stream_thread.is_alive():
@@ -227,21 +264,26 @@ class AlpacaAdapter:
         thread = self._stream_thread
         if thread is not None:
             thread.join(timeout=5)
+        self.stream_listening.clear()
 
     def _stream_run(self) -> None:
-        backoff = 1
+        backoff, most = stream_backoff()
+        delay = backoff
         while not self._stream_stop.is_set():
             try:
                 self._stream_session()
-                backoff = 1
+                delay = backoff
             except BrokerFatal as exc:
                 self._stream_error = exc  # wrong keys: reconnecting will not help
+                self.stream_listening.clear()
+                self._wakeup()
                 return
             except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError, ValueError) as exc:
                 self._stream_error = BrokerRetryable(f"Alpaca stream dropped: {exc}", code="STREAM_DOWN")
             self.stream_listening.clear()
-            self._stream_stop.wait(backoff)  # reconnect with backoff unless stopped
-            backoff = min(backoff * 2, 30)
+            self._wakeup()  # poll REST while the stream is down
+            self._stream_stop.wait(delay)  # reconnect with backoff unless stopped
+            delay = min(delay * 2, most)
 
     def _stream_session(self) -> None:
         key, secret = self._credentials()
@@ -260,7 +302,9 @@ class AlpacaAdapter:
             if "trade_updates" not in reply.get("data", {}).get("streams", []):
                 raise ValueError(f"Alpaca did not confirm trade_updates: {reply}")
             self._stream_error = None
+            self._catch_up.set()  # events sent while we were away: one REST poll catches them up
             self.stream_listening.set()
+            self._wakeup()
             while not self._stream_stop.is_set():
                 try:
                     frame = ws.recv(timeout=0.2)
@@ -268,9 +312,8 @@ class AlpacaAdapter:
                     continue
                 message = self._frame(frame)
                 if message.get("stream") == "trade_updates":
-                    with self.stream_activity:
-                        self._events.put(message["data"])
-                        self.stream_activity.notify_all()
+                    self._events.put(message["data"])
+                    self._wakeup()
 
     @staticmethod
     def _frame(frame: str | bytes) -> dict:
@@ -431,14 +474,17 @@ class AlpacaAdapter:
         )
 
     def _updates(self, order: dict, now: dt.datetime, *, placed: bool = False) -> list[BrokerOrderUpdate]:
-        """What changed in ``order`` since this adapter last reported it (ACCEPTED only when ``placed``)."""
-        cid, oid = self._ours(order["client_order_id"]), order["id"]
+        """What changed in ``order`` since this adapter last reported it (ACCEPTED only when
+        ``placed``, or for a stream's ``new`` event of an order this adapter had not seen)."""
+        cid, oid = self._ours_for(order), order["id"]
         status = order_status(order["status"])
         filled_qty = _dec(order.get("filled_qty")) or Decimal(0)
         avg = _dec(order.get("filled_avg_price"))
         notional = filled_qty * avg if avg is not None else Decimal(0)
         updates: list[BrokerOrderUpdate] = []
         with self._lock:
+            if cid in self._finished and not placed:
+                return []  # a late event (stream or REST) for an order already reported as ended
             seen = self._seen.setdefault(cid, _Seen(broker_order_id=oid, accepted=not placed))
             if not seen.accepted and status is not BrokerOrderStatus.REJECTED:
                 seen.accepted = True
@@ -451,15 +497,44 @@ class AlpacaAdapter:
                     quantity=increment,
                     price=price,
                     fee=Decimal(0),
+                    cumulative_quantity=filled_qty,
+                    cumulative_notional=notional,
                 )
                 updates.append(BrokerOrderUpdate(UpdateKind.FILL, cid, oid, now, fill=fill))
                 seen.filled_qty, seen.filled_notional = filled_qty, notional
-            # a ``replaced`` order lives on as its replacement: no terminal update for our order
-            if status != seen.status and status in TERMINAL_UPDATES and order["status"] != "replaced":
+            if order["status"] == "replaced":
+                return updates  # it lives on as its replacement: no terminal update for our order
+            if status != seen.status and status in TERMINAL_UPDATES:
                 reason = f"Alpaca reports the order {order['status']}"
                 updates.append(BrokerOrderUpdate(TERMINAL_UPDATES[status], cid, oid, now, reason=reason))
             seen.status = status
         return updates
+
+    def _ours_for(self, order: dict) -> str:
+        """Our client id of ``order``; a replacement made by another process (unknown alias) is
+        recognised by ``replaces``, the id of the order it superseded."""
+        alpaca_client_id = order["client_order_id"]
+        with self._lock:
+            if alpaca_client_id in self._owner or not order.get("replaces"):
+                return self._owner.get(alpaca_client_id, alpaca_client_id)
+            for cid, seen in self._seen.items():
+                if seen.broker_order_id == order["replaces"]:
+                    self._owner[alpaca_client_id], self._alias[cid] = cid, alpaca_client_id
+                    seen.broker_order_id = order["id"]
+                    return cid
+        return alpaca_client_id
+
+    def _forget_finished(self) -> None:
+        """Drop the orders that ended from the tracked set (remembering their ids, bounded)."""
+        with self._lock:
+            for cid in [c for c, s in self._seen.items() if s.status is not OPEN]:
+                del self._seen[cid]
+                self._alias.pop(cid, None)
+                for alias in [a for a, owner in self._owner.items() if owner == cid]:
+                    del self._owner[alias]
+                self._finished[cid] = None
+            while len(self._finished) > FINISHED_REMEMBERED:
+                self._finished.popitem(last=False)
 
     def _track(self, order: dict) -> None:
         """Remember an order so polls report its fills, starting from nothing reported."""
@@ -578,14 +653,38 @@ class AlpacaAdapter:
         )
 
     def quote(self, symbol: str) -> Quote:
-        # market data lives on another host (data.alpaca.markets); not wired up yet
-        raise BrokerError("Alpaca quotes are not available through this adapter", code="NO_MARKET_DATA")
+        """The latest quote from the Market Data API: ``/v2/stocks/quotes/latest`` (on the
+        ``ALPACA_DATA_FEED`` feed) or ``/v1beta3/crypto/us/latest/quotes`` for a ``BASE/QUOTE`` pair."""
+        if "/" in symbol:
+            url, params = f"{self.data_url}/v1beta3/crypto/us/latest/quotes", {"symbols": symbol}
+        else:
+            url, params = (
+                f"{self.data_url}/v2/stocks/quotes/latest",
+                {"symbols": symbol, "feed": self.data_feed},
+            )
+        payload = self._request("GET", url, params=params)
+        data = (payload.get("quotes") or {}).get(symbol) if isinstance(payload, dict) else None
+        if not data:
+            raise BrokerRejected(f"Alpaca has no market data for the symbol {symbol}", code="UNKNOWN_SYMBOL")
+        bid, ask = _dec(data.get("bp")) or Decimal(0), _dec(data.get("ap")) or Decimal(0)
+        if bid <= 0 or ask <= 0 or bid > ask:
+            raise BrokerError(f"Alpaca has no two-sided quote for {symbol} now", code="NO_QUOTE")
+        stamp = data.get("t")
+        return Quote(
+            symbol=symbol,
+            bid=bid,
+            ask=ask,
+            bid_size=_dec(data.get("bs")) or Decimal(0),
+            ask_size=_dec(data.get("as")) or Decimal(0),
+            last=(bid + ask) / 2,
+            at=_parse_time(stamp) if stamp else timezone.now(),
+        )
 
     def poll_updates(self, now: dt.datetime) -> list[BrokerOrderUpdate]:
-        """Order updates since the last poll: drained from the trade_updates stream when it is
-        listening, else read from the REST order list (see the module doc)."""
-        if self.use_stream:
-            self.stream_start()
+        """Order updates since the last poll: drained from the trade_updates stream while it
+        listens, else (and once after every reconnect) read from the REST order list too."""
+        if isinstance(self._stream_error, BrokerFatal):
+            raise self._stream_error
         updates: list[BrokerOrderUpdate] = []
         while True:
             try:
@@ -594,9 +693,12 @@ class AlpacaAdapter:
                 break
             # the event's order carries the cumulative fill: the same increments (and fill ids)
             # as REST polling, so the two paths never double count
-            updates.extend(self._updates(event["order"], now))
-        if self.use_stream and self.stream_listening.is_set():
+            placed = event.get("event") == "new" and self._ours_for(event["order"]) not in self._seen
+            updates.extend(self._updates(event["order"], now, placed=placed))
+        if self.stream_listening.is_set() and not self._catch_up.is_set():
+            self._forget_finished()
             return updates
+        self._catch_up.clear()  # before reading: an event that arrives meanwhile is buffered
         return updates + self._poll_rest(now)
 
     def _poll_rest(self, now: dt.datetime) -> list[BrokerOrderUpdate]:
@@ -604,20 +706,15 @@ class AlpacaAdapter:
         updates: list[BrokerOrderUpdate] = []
         open_ids = set()
         for order in open_orders:
-            open_ids.add(self._ours(order["client_order_id"]))
             updates.extend(self._updates(order, now))
+            open_ids.add(self._ours_for(order))
         with self._lock:
             gone = [cid for cid, s in self._seen.items() if s.status is OPEN and cid not in open_ids]
         for cid in gone:
             order = self._by_client_id(cid)
             if order is not None:
                 updates.extend(self._updates(order, now))
-        with self._lock:
-            for cid in [c for c, s in self._seen.items() if s.status is not OPEN]:
-                del self._seen[cid]
-                self._alias.pop(cid, None)
-                for alias in [a for a, owner in self._owner.items() if owner == cid]:
-                    del self._owner[alias]
+        self._forget_finished()
         return updates
 
     def health(self) -> HealthReport:

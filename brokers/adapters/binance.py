@@ -17,11 +17,30 @@ Binance needs the symbol to address an order, and our OrderRef only carries ids,
 remembers the symbol of every order it placed or saw; an unknown id is looked up in the open
 orders (all symbols).
 
-``poll_updates`` reads ``GET /api/v3/myTrades`` per symbol the adapter trades (from the last
-trade id seen), emitting one FILL per Binance trade with the trade id as ``broker_fill_id``
-(fills already reported by a FULL place response are not repeated), then checks the orders it
-still tracks as open against ``GET /api/v3/openOrders`` and reports the ones that ended
-(CANCELLED / EXPIRED / REJECTED) by reading them with ``GET /api/v3/order``.
+Order updates have two paths that report the same fill ids (``<symbol>:<trade id>``), so a fill
+seen by both is de-duplicated (by the adapter, and by the OMS on ``broker_fill_id``):
+
+The user data stream, started by ``stream_start(wakeup)`` (only the feed worker calls it): a
+daemon thread opens a WebSocket API connection (``BINANCE_WS_API_URL``, ``/ws-api/v3``) and sends
+``userDataStream.subscribe.signature`` signed like every WebSocket API request (all parameters but
+``signature``, sorted, ``k=v&...``, HMAC-SHA256; the listenKey endpoints were switched off in
+February 2026). ``executionReport`` events are buffered and ``wakeup()`` is called; ``poll_updates``
+drains them: NEW -> ACCEPTED (for an order this adapter had not seen), TRADE -> FILL (last qty,
+last price, commission, trade id), CANCELED / EXPIRED / TRADE_PREVENTION / REJECTED -> the terminal
+update. The cancel half of our own cancelReplace carries a ``cancelNewClientOrderId`` starting with
+``REPLACE_CANCEL_PREFIX`` and is not a cancel of our order; the replacement's NEW and an amend's
+REPLACED are reported by the call that made them. A refused subscription (bad key or signature) is
+raised as BrokerFatal by ``stream_start`` and ``poll_updates``; a dropped connection (or an
+``eventStreamTerminated`` / ``serverShutdown`` event) reconnects with backoff, REST polling
+covers the gap, and after every subscription one REST catch-up poll runs. The websockets client
+answers the server's pings (every 20 s, pong due within a minute) on its own.
+
+REST polling (no stream, or while it is down): ``poll_updates`` reads ``GET /api/v3/myTrades``
+per symbol the adapter trades (from the last trade id seen), emitting one FILL per Binance trade
+with the trade id as ``broker_fill_id`` (fills already reported by a FULL place response or the
+stream are not repeated), then checks the orders it still tracks as open against
+``GET /api/v3/openOrders`` and reports the ones that ended (CANCELLED / EXPIRED / REJECTED) by
+reading them with ``GET /api/v3/order``.
 """
 
 from __future__ import annotations
@@ -30,8 +49,11 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import queue
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -39,9 +61,13 @@ from urllib.parse import urlencode
 
 import httpx
 from django.conf import settings
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import connect
 
+from brokers.adapters.alpaca import stream_backoff
 from brokers.domain.adapter import (
     AccountInfo,
+    BrokerError,
     BrokerFatal,
     BrokerOrderRequest,
     BrokerOrderState,
@@ -67,7 +93,18 @@ from trademaster.crypto import DecryptionError
 
 LIVE_REST_URL = "https://api.binance.com"
 TESTNET_REST_URL = "https://testnet.binance.vision"
+LIVE_WS_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
+TESTNET_WS_API_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
 DEFAULT_RECV_WINDOW_MS = 5000
+# the cancelNewClientOrderId of our cancelReplace requests: the stream's cancel of the old order
+REPLACE_CANCEL_PREFIX = "tmrpl-"
+# executionReport execution types that end an order (REJECTED too, without a fill)
+REPORT_TERMINAL = {
+    "CANCELED": UpdateKind.CANCELLED,
+    "EXPIRED": UpdateKind.EXPIRED,
+    "TRADE_PREVENTION": UpdateKind.EXPIRED,
+    "REJECTED": UpdateKind.REJECTED,
+}
 DEFAULT_TIMEOUT_SECONDS = Decimal(10)
 
 # our quote currency -> the Binance quote asset
@@ -149,6 +186,17 @@ def from_binance_symbol(symbol: str, base: str = "", quote: str = "") -> str:
 def fill_id(symbol: str, trade_id: Any) -> str:
     """Binance trade ids are unique per symbol, so the fill id carries the symbol: ``BTCUSDT:28457``."""
     return f"{symbol}:{trade_id}"
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ws_message(frame: str | bytes) -> dict[str, Any]:
+    message = json.loads(frame, parse_float=Decimal)
+    if not isinstance(message, dict):
+        raise ValueError(f"unexpected WebSocket API frame {message!r}")
+    return message
 
 
 def ms_to_datetime(ms: Any) -> dt.datetime:
@@ -234,6 +282,119 @@ class BinanceAdapter:
         # client order id -> (filled qty, quote qty) of the orders a cancelReplace superseded, so
         # the broker's view of a replaced order still shows our total quantity and fills
         self._carried: dict[str, tuple[Decimal, Decimal]] = {}
+        # the user data stream, started by the feed worker (stream_start); REST polling otherwise
+        ws_default = TESTNET_WS_API_URL if account.sandbox_mode else LIVE_WS_API_URL
+        self.ws_api_url = str(getattr(settings, "BINANCE_WS_API_URL", ws_default))
+        self._timeout = int(timeout * 1000) / 1000
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._stream_thread: threading.Thread | None = None
+        self._stream_stop = threading.Event()
+        self.stream_listening = threading.Event()
+        self._catch_up = threading.Event()  # set on every (re)subscription: one REST poll is due
+        self._wakeup: Callable[[], None] = _nothing
+        self._stream_error: BrokerError | None = None
+
+    # --- the user data stream (WebSocket API) -------------------------------------------------
+    def stream_start(self, wakeup: Callable[[], None]) -> None:
+        """Subscribe to the user data stream in a daemon thread (idempotent); ``wakeup()`` is
+        called after every buffered event and every change of the stream's state.
+
+        A refused subscription (key or signature) sticks, raised here and by ``poll_updates``,
+        until the adapter is rebuilt with new credentials (``adapters_reset``)."""
+        with self._lock:
+            self._wakeup = wakeup
+            if isinstance(self._stream_error, BrokerFatal):
+                raise self._stream_error
+            if self._stream_thread is not None and self._stream_thread.is_alive():
+                return
+            self._stream_stop.clear()
+            self._stream_thread = threading.Thread(
+                target=self._stream_run, name=f"binance-stream-{self.account_id}", daemon=True
+            )
+            self._stream_thread.start()
+
+    def stream_stop(self) -> None:
+        self._stream_stop.set()
+        thread = self._stream_thread
+        if thread is not None:
+            thread.join(timeout=5)
+        self.stream_listening.clear()
+
+    def _stream_run(self) -> None:
+        backoff, most = stream_backoff()
+        delay = backoff
+        while not self._stream_stop.is_set():
+            try:
+                self._stream_session()
+                delay = backoff
+            except BrokerFatal as exc:
+                self._stream_error = exc  # wrong key or secret: resubscribing will not help
+                self.stream_listening.clear()
+                self._wakeup()
+                return
+            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError, ValueError) as exc:
+                self._stream_error = BrokerRetryable(f"Binance user data stream dropped: {exc}")
+            except BrokerRetryable as exc:
+                self._stream_error = exc
+            self.stream_listening.clear()
+            self._wakeup()  # poll REST while the stream is down
+            self._stream_stop.wait(delay)
+            delay = min(delay * 2, most)
+
+    def subscribe_request(self, request_id: str) -> dict[str, Any]:
+        """``userDataStream.subscribe.signature``: the parameters sorted by name, ``k=v&...``,
+        signed with HMAC-SHA256 of the secret (the WebSocket API's signing)."""
+        key, secret = self._reveal(self._key), self._reveal(self._secret)
+        if not key or not secret:
+            raise BrokerFatal("the Binance account has no API key or secret configured", code="AUTH")
+        params: dict[str, Any] = {
+            "apiKey": key,
+            "recvWindow": self.recv_window,
+            "timestamp": int(time.time() * 1000),
+        }
+        params["signature"] = sign(secret, "&".join(f"{k}={params[k]}" for k in sorted(params)))
+        return {"id": request_id, "method": "userDataStream.subscribe.signature", "params": params}
+
+    def _stream_session(self) -> None:
+        with connect(self.ws_api_url, open_timeout=self._timeout, close_timeout=1) as ws:
+            request_id = uuid.uuid4().hex
+            ws.send(json.dumps(self.subscribe_request(request_id)))
+            while True:  # the reply to our request; anything else before it is not ours
+                reply = _ws_message(ws.recv(timeout=self._timeout))
+                if reply.get("id") == request_id:
+                    break
+            if reply.get("status") != 200:
+                error = reply.get("error") or {}
+                code, msg = error.get("code"), str(error.get("msg", "subscription refused"))
+                if reply.get("status") == 401 or code in FATAL_CODES:
+                    raise BrokerFatal(
+                        f"Binance refused the user data subscription ({code}): {msg}; "
+                        "check the API key, secret and IP whitelist",
+                        code="AUTH",
+                    )
+                retry_after = 1.0 if reply.get("status") not in (418, 429) else 10.0
+                raise BrokerRetryable(
+                    f"Binance refused the user data subscription ({code}): {msg}",
+                    retry_after=retry_after,
+                    code=f"BINANCE_{code}",
+                )
+            self._stream_error = None
+            self._catch_up.set()  # events sent while we were away: one REST poll catches them up
+            self.stream_listening.set()
+            self._wakeup()
+            while not self._stream_stop.is_set():
+                try:
+                    message = _ws_message(ws.recv(timeout=0.2))
+                except TimeoutError:
+                    continue
+                event = message.get("event")
+                if not isinstance(event, dict):
+                    continue  # a reply to a request of ours
+                if event.get("e") == "executionReport":
+                    self._events.put(event)
+                    self._wakeup()
+                elif event.get("e") in ("eventStreamTerminated", "serverShutdown"):
+                    return  # subscribe again on a new connection
 
     # --- transport --------------------------------------------------------------------------
     @staticmethod
@@ -474,6 +635,8 @@ class BinanceAdapter:
             "type": btype,
             "cancelReplaceMode": "STOP_ON_FAILURE",
             "cancelOrigClientOrderId": cid,
+            # names the cancel of the old order, so the user data stream tells it from a real cancel
+            "cancelNewClientOrderId": REPLACE_CANCEL_PREFIX + uuid.uuid4().hex[:24],
             "newClientOrderId": cid,
             "quantity": wire_decimal(total - executed),
             "newOrderRespType": "FULL",
@@ -598,6 +761,64 @@ class BinanceAdapter:
 
     # --- updates ----------------------------------------------------------------------------------
     def poll_updates(self, now: dt.datetime) -> list[BrokerOrderUpdate]:
+        """Order updates since the last poll: drained from the user data stream while it is
+        subscribed, else (and once after every subscription) read over REST too."""
+        if isinstance(self._stream_error, BrokerFatal):
+            raise self._stream_error
+        updates: list[BrokerOrderUpdate] = []
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            updates.extend(self._updates_from_report(event))
+        if self.stream_listening.is_set() and not self._catch_up.is_set():
+            return updates
+        self._catch_up.clear()  # before reading: an event that arrives meanwhile is buffered
+        return updates + self._poll_rest(now)
+
+    def _updates_from_report(self, ev: dict[str, Any]) -> list[BrokerOrderUpdate]:
+        """One ``executionReport`` as our updates (see the module doc)."""
+        execution, symbol, oid = ev["x"], ev["s"], str(ev["i"])
+        at = ms_to_datetime(ev.get("T") or ev.get("E") or int(time.time() * 1000))
+        # on a cancel ``c`` names the cancel request and ``C`` the order
+        cid = (ev.get("C") or ev["c"]) if execution == "CANCELED" else ev["c"]
+        if execution == "CANCELED" and str(ev["c"]).startswith(REPLACE_CANCEL_PREFIX):
+            with self._lock:
+                self._open.discard(cid)  # the replacement's NEW makes it open again
+            return []
+        status = STATUSES.get(ev["X"], BrokerOrderStatus.OPEN)
+        with self._lock:
+            known = self._client_of.get(oid) == cid
+            was_open = cid in self._open
+        self._remember(cid, symbol, oid, status == BrokerOrderStatus.OPEN)
+        if execution == "NEW":
+            return [] if known else [BrokerOrderUpdate(UpdateKind.ACCEPTED, cid, oid, at)]
+        if execution == "TRADE":
+            key = fill_id(symbol, ev["t"])
+            with self._lock:
+                if key in self._seen_trades:
+                    return []  # reported already (place response, REST poll or a repeat)
+                # the REST cursor (_last_trade_id) stays: a catch-up poll must still read the
+                # trades a dropped connection missed, which are older than the ones seen since
+                self._seen_trades.add(key)
+            fill = FillReport(
+                broker_fill_id=key,
+                quantity=dec(ev["l"]),
+                price=dec(ev["L"]),
+                fee=dec(ev.get("n") or 0),
+                liquidity="MAKER" if ev.get("m") else "TAKER",
+            )
+            return [BrokerOrderUpdate(UpdateKind.FILL, cid, oid, at, fill=fill)]
+        kind = REPORT_TERMINAL.get(execution)
+        if kind is None or (known and not was_open):
+            # REPLACED (an amend) is reported by the call that made it; an order already known
+            # to be closed (by the cancel call or a REST poll) was reported then
+            return []
+        reason = ev.get("r") if execution == "REJECTED" and ev.get("r") not in (None, "NONE") else ev["X"]
+        return [BrokerOrderUpdate(kind, cid, oid, at, reason=str(reason))]
+
+    def _poll_rest(self, now: dt.datetime) -> list[BrokerOrderUpdate]:
         updates: list[BrokerOrderUpdate] = []
         with self._lock:
             symbols = sorted(set(self._symbol_of.values()))

@@ -12,7 +12,12 @@ Tests script it:
   (a poll), so a partial fill completes over polls;
 - ``fake.fail_next(status, body, headers)``: the next request gets that canned reply (after auth);
 - ``fake.delay_next(seconds)``: the next request is processed but its reply is held back
-  (a slow broker: the client times out although the order arrived).
+  (a slow broker: the client times out although the order arrived);
+- ``fake.fill_on_read = False``: reads no longer advance the scripted fills, only ``execute`` does
+  (a venue that fills when the market says so, not when asked);
+- the stream: ``stream_start()`` serves ``/stream``; ``drop_streams()`` closes every open stream
+  connection; ``refuse_streams = True`` closes new ones at once (a stream outage; events sent
+  meanwhile are lost, as on the real stream); ``sessions`` counts the authorised connections.
 """
 
 from __future__ import annotations
@@ -64,7 +69,12 @@ class FakeAlpaca:
         self.orders: dict[str, dict] = {}  # by Alpaca order id, in placement order
         self.fills: dict[str, list[tuple[Decimal, Decimal]]] = {}
         self.fill_on_place = True
+        self.fill_on_read = True
+        self.refuse_streams = False
+        self.sessions = 0  # stream connections authorised so far
+        self._generation = 0  # drop_streams() moves it on; older sessions close
         self.positions: list[dict] = []
+        self.quotes: dict[str, dict] = {}  # latest quote per symbol (market data API)
         self.account = {
             "cash": Decimal("100000"),
             "buying_power": Decimal("200000"),
@@ -85,6 +95,11 @@ class FakeAlpaca:
         )
 
     # --- lifecycle and scripting ---------------------------------------------------------
+    def set_quote(self, symbol: str, bid: Decimal, ask: Decimal, size: Decimal = Decimal(100)) -> None:
+        """What the market data API answers for ``symbol`` from now on."""
+        with self.lock:
+            self.quotes[symbol] = {"ap": ask, "as": size, "bp": bid, "bs": size, "t": _now()}
+
     def start(self) -> FakeAlpaca:
         self._thread.start()
         return self
@@ -114,6 +129,11 @@ class FakeAlpaca:
         def send(message: dict) -> None:
             ws.send(json.dumps(message).encode())  # the paper stream sends binary frames
 
+        if self.refuse_streams:
+            ws.close(1013, "try again later")
+            return
+        with self.lock:
+            generation = self._generation
         try:
             auth = json.loads(ws.recv(timeout=5))
             data = auth.get("data", {})
@@ -135,19 +155,24 @@ class FakeAlpaca:
             send({"stream": "authorization", "data": {"action": "authenticate", "status": "authorized"}})
             listen = json.loads(ws.recv(timeout=5))
             streams = listen.get("data", {}).get("streams", []) if listen.get("action") == "listen" else []
-            send({"stream": "listening", "data": {"streams": streams}})
             inbox: queue.Queue[dict] = queue.Queue()
-            with self.lock:
+            with self.lock:  # registered before the ack: nothing after it is missed
                 self._subscribers.append(inbox)
+                self.sessions += 1
             try:
-                while not self._release.is_set():
+                send({"stream": "listening", "data": {"streams": streams}})
+                while not self._release.is_set() and generation == self._generation:
+                    while not inbox.empty():
+                        send(inbox.get_nowait())
                     try:
-                        send(inbox.get(timeout=0.05))
-                    except queue.Empty:
+                        ws.recv(timeout=0.02)  # the client's messages are not used; its close is
+                    except TimeoutError:
                         continue
+                ws.close(1001, "going away")
             finally:
                 with self.lock:
-                    self._subscribers.remove(inbox)
+                    if inbox in self._subscribers:
+                        self._subscribers.remove(inbox)
         except (ConnectionClosed, TimeoutError):
             return
 
@@ -156,8 +181,14 @@ class FakeAlpaca:
             "stream": "trade_updates",
             "data": {"event": event, "order": dict(order), "timestamp": _now(), **extra},
         }
-        for inbox in self._subscribers:
+        for inbox in list(self._subscribers):
             inbox.put(message)
+
+    def drop_streams(self) -> None:
+        """Close every open stream connection (the client is expected to reconnect)."""
+        with self.lock:
+            self._generation += 1
+            self._subscribers.clear()
 
     def subscribers(self) -> int:
         with self.lock:
@@ -342,7 +373,8 @@ class FakeAlpaca:
 
     def read(self, order: dict) -> dict:
         """A read of an order after its placement advances its scripted fills by one step."""
-        self._execute(order)
+        if self.fill_on_read:
+            self._execute(order)
         return order
 
     # --- HTTP routing --------------------------------------------------------------------
@@ -390,6 +422,16 @@ class FakeAlpaca:
                 "trading_blocked": False,
                 "pattern_day_trader": False,
             }
+        if method == "GET" and path in ("/v2/stocks/quotes/latest", "/v1beta3/crypto/us/latest/quotes"):
+            if path.startswith("/v2/") and query.get("feed") not in ("iex", "sip", "delayed_sip", "otc"):
+                raise AlpacaError(400, 40010001, "invalid feed")
+            asked = [s for s in query.get("symbols", "").split(",") if s]
+            rows = []
+            for symbol in (s for s in asked if s in self.quotes):
+                q = self.quotes[symbol]  # numbers, as Alpaca sends them (not strings)
+                fields = ", ".join(f'"{k}": {_num(q[k])}' for k in ("ap", "as", "bp", "bs"))
+                rows.append(f'{json.dumps(symbol)}: {{{fields}, "t": "{q["t"]}"}}')
+            return 200, ("{" + f'"quotes": {{{", ".join(rows)}}}' + "}").encode()
         if method == "GET" and path == "/v2/clock":
             return 200, {"timestamp": _now(), "is_open": True, "next_open": _now(), "next_close": _now()}
         return 404, {"code": 40410000, "message": "endpoint not found"}
@@ -403,7 +445,8 @@ def _handler(fake: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
             return
 
         def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            data = b"" if body is None else json.dumps(body).encode()
+            # bytes: JSON rendered by the route itself (market data sends prices as JSON numbers)
+            data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -414,6 +457,9 @@ def _handler(fake: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _handle(self, method: str) -> None:
+            if fake._release.is_set():  # stopped: a kept-alive connection must not live on
+                self.close_connection = True
+                return
             split = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             length = int(self.headers.get("Content-Length") or 0)

@@ -9,6 +9,16 @@ trades and balances. Scripting:
 - ``fill(order_id, qty, price)``: a later execution of a resting order (for myTrades).
 - ``inject(status, body, headers)``: the next request is answered with this instead.
 - ``delay``: seconds to wait before answering (a slow broker).
+
+The WebSocket API (``ws_url``, ``/ws-api/v3``) answers ``userDataStream.subscribe.signature``
+(apiKey, timestamp, signature over the sorted parameters; a bad key is 401 -2015, a bad signature
+400 -1022, a stale timestamp 400 -1021, all in Binance's ``{id, status, error{code, msg}}`` shape),
+``userDataStream.unsubscribe`` and ``ping``, and pushes an ``executionReport`` to every subscription
+for every order change the fake makes (new, trade, cancel, cancelReplace, expiry, ``reject``).
+It pings every ``ws_ping_interval`` seconds and drops a client whose pong is ``ws_ping_timeout``
+late, like Binance (20 s / 60 s). Scripting: ``drop_user_streams()`` closes every connection;
+``refuse_ws = True`` closes new ones at once (an outage); ``terminate_user_streams()`` sends
+``eventStreamTerminated``; ``subscriptions`` counts the accepted subscriptions.
 """
 
 from __future__ import annotations
@@ -16,13 +26,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import queue
 import threading
 import time
+import uuid
 from collections import deque
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import Server, ServerConnection, serve
 
 D = Decimal
 
@@ -55,7 +70,9 @@ def dump(value: Any) -> bytes:
 
 
 class FakeBinance:
-    def __init__(self, api_key: str, secret: str) -> None:
+    def __init__(
+        self, api_key: str, secret: str, *, ws_ping_interval: float = 20, ws_ping_timeout: float = 60
+    ) -> None:
         self.api_key = api_key
         self.secret = secret
         self.market_price = D("95000.00")
@@ -72,6 +89,19 @@ class FakeBinance:
         self._next_trade_id = 5000
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        # the WebSocket API
+        self.ws_ping_interval, self.ws_ping_timeout = ws_ping_interval, ws_ping_timeout
+        self.refuse_ws = False
+        self.subscriptions = 0
+        self.ws_url = ""
+        self._ws_server: Server | None = None
+        self._ws_thread: threading.Thread | None = None
+        self._inboxes: list[queue.Queue[dict[str, Any]]] = []
+        self._generation = 0
+        self._closing = threading.Event()
+        self._next_subscription = 0
+        self._subscription_ids: dict[int, int] = {}
+        self._connections: list[ServerConnection] = []
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> str:
@@ -84,7 +114,8 @@ class FakeBinance:
             def _serve(self) -> None:
                 status, body, headers = fake.handle(self)
                 if fake.delay:
-                    time.sleep(fake.delay)  # a slow broker on purpose: the work is done, the reply is late
+                    # a slow broker on purpose: the work is done, the reply is late (or never, if stopped)
+                    fake._closing.wait(fake.delay)
                 payload = dump(body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -104,13 +135,154 @@ class FakeBinance:
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         ).start()
+        self._closing.clear()
+        self._ws_server = serve(
+            self._ws_session,
+            "127.0.0.1",
+            0,
+            ping_interval=self.ws_ping_interval,
+            ping_timeout=self.ws_ping_timeout,
+        )
+        self._ws_thread = threading.Thread(
+            target=self._ws_server.serve_forever, name="fake-binance-ws", daemon=True
+        )
+        self._ws_thread.start()
+        self.ws_url = f"ws://127.0.0.1:{self._ws_server.socket.getsockname()[1]}/ws-api/v3"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def stop(self) -> None:
+        self._closing.set()
+        if self._ws_server is not None:
+            self._ws_server.shutdown()
+            if self._ws_thread is not None:
+                self._ws_thread.join(timeout=5)
+            self._ws_server = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    # --- the WebSocket API: user data stream -----------------------------------------------------
+    def _ws_session(self, ws: ServerConnection) -> None:
+        if self.refuse_ws or ws.request is None or ws.request.path != "/ws-api/v3":
+            ws.close(1008 if not self.refuse_ws else 1013)
+            return
+        with self._lock:
+            generation = self._generation
+        inbox: queue.Queue[dict[str, Any]] | None = None
+        self._connections.append(ws)
+        try:
+            while not self._closing.is_set() and generation == self._generation:
+                while inbox is not None and not inbox.empty():
+                    ws.send(dump(inbox.get_nowait()).decode())
+                try:
+                    frame = ws.recv(timeout=0.02)
+                except TimeoutError:
+                    continue
+                reply, subscribed = self._ws_request(frame)
+                if subscribed is not None and inbox is None:
+                    inbox = queue.Queue()  # counted before the reply: the client may look at once
+                    self._subscription_ids[id(inbox)] = subscribed
+                    with self._lock:
+                        self._inboxes.append(inbox)
+                        self.subscriptions += 1
+                ws.send(dump(reply).decode())  # the WebSocket API sends text frames
+            ws.close(1001, "going away")
+        except ConnectionClosed:
+            return
+        finally:
+            with self._lock:
+                if inbox in self._inboxes:
+                    self._inboxes.remove(inbox)
+            self._connections.remove(ws)
+
+    def _ws_request(self, frame: str | bytes) -> tuple[dict[str, Any], int | None]:
+        """Answer one WebSocket API request; the subscription id when it subscribed."""
+        try:
+            request = json.loads(frame)
+            request_id, method = request.get("id"), request["method"]
+            params = request.get("params") or {}
+        except (ValueError, KeyError, AttributeError):
+            return {"id": None, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}, None
+
+        def error(status: int, code: int, msg: str) -> tuple[dict[str, Any], None]:
+            return {"id": request_id, "status": status, "error": {"code": code, "msg": msg}}, None
+
+        if method == "ping":
+            return {"id": request_id, "status": 200, "result": {}}, None
+        if method == "userDataStream.unsubscribe":
+            return {"id": request_id, "status": 200, "result": {}}, None
+        if method != "userDataStream.subscribe.signature":
+            return error(400, -1020, f"Unsupported method {method}.")
+        if params.get("apiKey") != self.api_key:
+            return error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(params.get("signature", "")).lower()):
+            return error(400, -1022, "Signature for this request is not valid.")
+        if "timestamp" not in params:
+            return error(400, -1102, "Mandatory parameter 'timestamp' was not sent.")
+        ts, window, now = int(params["timestamp"]), D(str(params.get("recvWindow", 5000))), self._now()
+        if ts > now + 1000 or now - ts > window:
+            return error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        with self._lock:
+            subscription = self._next_subscription
+            self._next_subscription += 1
+        return {
+            "id": request_id,
+            "status": 200,
+            "result": {"subscriptionId": subscription},
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": 6000, "count": 2}
+            ],
+        }, subscription  # fmt: skip
+
+    def _push(self, event: dict[str, Any]) -> None:
+        for inbox in list(self._inboxes):
+            inbox.put({"subscriptionId": self._subscription_ids.get(id(inbox), 0), "event": event})
+
+    def _report(
+        self, order: dict[str, Any], execution: str, *, trade: dict[str, Any] | None = None, **extra: Any
+    ) -> None:
+        """An ``executionReport`` for ``order`` after a change (``trade``: the execution)."""
+        now = self._now()
+        executed = order["executedQty"]
+        self._push(
+            {
+                "e": "executionReport", "E": now, "s": order["symbol"], "c": order["clientOrderId"],
+                "S": order["side"], "o": order["type"], "f": order["timeInForce"], "q": order["origQty"],
+                "p": order["price"], "P": order["stopPrice"], "F": D("0.00000000"), "g": -1, "C": "",
+                "x": execution, "X": order["status"], "r": "NONE", "i": order["orderId"],
+                "l": trade["qty"] if trade else D("0.00000000"),
+                "z": executed,
+                "L": trade["price"] if trade else D("0.00000000"),
+                "n": trade["commission"] if trade else D("0"),
+                "N": trade["commissionAsset"] if trade else None,
+                "T": now, "t": trade["id"] if trade else -1, "v": 0, "I": now,
+                "w": order["status"] in ("NEW", "PARTIALLY_FILLED"),
+                "m": bool(trade and trade["isMaker"]), "M": False, "O": order["time"],
+                "Z": order["cummulativeQuoteQty"],
+                "Y": trade["quoteQty"] if trade else D("0.00000000"),
+                "Q": D("0.00000000"), "W": order["workingTime"], "V": "EXPIRE_MAKER",
+                **extra,
+            }
+        )  # fmt: skip
+
+    def pongs_received(self) -> bool:
+        """Every open WebSocket API connection has answered one of our pings."""
+        connections = list(self._connections)
+        return bool(connections) and all(c.latency > 0 for c in connections)
+
+    def drop_user_streams(self) -> None:
+        """Close every WebSocket API connection (the client is expected to subscribe again)."""
+        with self._lock:
+            self._generation += 1
+            self._inboxes.clear()
+
+    def terminate_user_streams(self) -> None:
+        """Binance ends the subscriptions (``eventStreamTerminated``); the connections stay open."""
+        self._push({"e": "eventStreamTerminated", "E": self._now()})
 
     # --- scripting ----------------------------------------------------------------------------
     def inject(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -122,6 +294,23 @@ class FakeBinance:
     def fill(self, order_id: int, qty: str, price: str) -> None:
         with self._lock:
             self._execute(self.orders[order_id], D(qty), D(price), maker=True)
+
+    def expire(self, order_id: int) -> None:
+        """The venue expires a resting order (end of its time in force)."""
+        with self._lock:
+            order = self.orders[order_id]
+            order["status"], order["updateTime"] = "EXPIRED", self._now()
+            self._report(order, "EXPIRED")
+
+    def reject(self, order_id: int, reason: str = "INSUFFICIENT_BALANCES") -> None:
+        """The matching engine rejects an order it had accepted (``r`` carries the reason)."""
+        with self._lock:
+            order = self.orders[order_id]
+            order["status"], order["updateTime"] = "REJECTED", self._now()
+            self._report(order, "REJECTED", r=reason)
+
+    def order_by_client_id(self, client_order_id: str) -> dict[str, Any]:
+        return next(o for o in reversed(self.orders.values()) if o["clientOrderId"] == client_order_id)
 
     # --- protocol -------------------------------------------------------------------------------
     def handle(self, req: BaseHTTPRequestHandler) -> tuple[int, Any, dict[str, str]]:
@@ -260,6 +449,7 @@ class FakeBinance:
             "isWorking": True, "selfTradePreventionMode": "EXPIRE_MAKER",
         }  # fmt: skip
         self.orders[order["orderId"]] = order
+        self._report(order, "NEW")
         plan = self.fill_plan
         self.fill_plan = None
         if plan is None and p["type"] == "MARKET":
@@ -267,6 +457,7 @@ class FakeBinance:
         fills = [self._execute(order, D(q), D(px), maker=False) for q, px in plan or []]
         if order["status"] != "FILLED" and (p["type"] == "MARKET" or order["timeInForce"] in ("IOC", "FOK")):
             order["status"] = "EXPIRED"
+            self._report(order, "EXPIRED")
         response = {
             k: v for k, v in order.items() if k not in ("stopPrice", "time", "updateTime", "isWorking")
         }
@@ -292,6 +483,7 @@ class FakeBinance:
             "isMaker": maker, "isBestMatch": True,
         }  # fmt: skip
         self.trades.append(trade)
+        self._report(order, "TRADE", trade=trade)
         return {"price": price, "qty": qty, "commission": commission, "commissionAsset": "BTC",
                 "tradeId": self._next_trade_id}  # fmt: skip
 
@@ -319,14 +511,18 @@ class FakeBinance:
             raise BinanceError(400, -2011, "Unknown order sent.")
         order["status"] = "CANCELED"
         order["updateTime"] = self._now()
+        # the cancel has its own client id (given, or made up like Binance does); C is the order's
+        cancel_id = p.get("newClientOrderId") or f"web_{uuid.uuid4().hex[:20]}"
+        self._report(order, "CANCELED", c=cancel_id, C=order["clientOrderId"])
         return {**order, "origClientOrderId": order["clientOrderId"], "transactTime": self._now()}
 
     def _cancel_replace(self, p: dict[str, str]) -> Any:
         """STOP_ON_FAILURE: cancel first; place the new order only if the cancel succeeded."""
         try:
-            cancelled = self._cancel_order(
-                {"symbol": p["symbol"], "origClientOrderId": p["cancelOrigClientOrderId"]}
-            )
+            cancel = {"symbol": p["symbol"], "origClientOrderId": p["cancelOrigClientOrderId"]}
+            if "cancelNewClientOrderId" in p:
+                cancel["newClientOrderId"] = p["cancelNewClientOrderId"]
+            cancelled = self._cancel_order(cancel)
         except BinanceError as err:
             data = {
                 "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",

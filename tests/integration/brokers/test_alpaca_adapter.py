@@ -25,8 +25,10 @@ from brokers.domain.adapter import (
     UpdateKind,
 )
 from brokers.models import BrokerAccount
-from brokers.services import adapter_for, adapters_reset
+from brokers.services import adapter_for, adapters_reset, broker_account_sync
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
+from orders.services import Actor, order_apply_updates, order_place
+from tests.builders import order_request
 from tests.fakes.alpaca import FakeAlpaca
 from trademaster.crypto import Sealed
 
@@ -60,6 +62,7 @@ def alpaca_account(trader, fake):
 @pytest.fixture
 def adapter(settings, fake, alpaca_account) -> AlpacaAdapter:
     settings.ALPACA_TRADING_URL = fake.url
+    settings.ALPACA_DATA_URL = fake.url
     settings.ALPACA_TIMEOUT_SECONDS = 2
     settings.BROKER_ADAPTERS = {**settings.BROKER_ADAPTERS, "alpaca": "brokers.adapters.alpaca.AlpacaAdapter"}
     adapters_reset()
@@ -461,98 +464,62 @@ def test_health_reads_the_clock(adapter, fake):
     assert fake.requests[-1][:2] == ("GET", "/v2/clock")
 
 
-def test_quote_is_not_available_and_says_so(adapter):
-    with pytest.raises(BrokerError, match="quotes are not available") as err:
+def test_quotes_come_from_the_market_data_api_for_stocks_and_crypto(adapter, fake):
+    fake.set_quote("AAPL", D("150.01"), D("150.03"), size=D("200"))
+    fake.set_quote("BTC/USD", D("94000.5"), D("94010.25"), size=D("0.5"))
+
+    stock, coin = adapter.quote("AAPL"), adapter.quote("BTC/USD")
+
+    assert (stock.bid, stock.ask, stock.bid_size, stock.mid) == (
+        D("150.01"),
+        D("150.03"),
+        D("200"),
+        D("150.02"),
+    )
+    assert (coin.bid, coin.ask, coin.ask_size) == (D("94000.5"), D("94010.25"), D("0.5"))
+    paths = [(method, path) for method, path, _ in fake.requests[-2:]]
+    assert paths == [("GET", "/v2/stocks/quotes/latest"), ("GET", "/v1beta3/crypto/us/latest/quotes")]
+
+
+def test_quote_of_an_unknown_symbol_is_refused_and_an_empty_book_is_no_quote(adapter, fake):
+    with pytest.raises(BrokerRejected, match="no market data for the symbol ZZZZ"):
+        adapter.quote("ZZZZ")
+    fake.set_quote("AAPL", D("0"), D("150.03"))
+    with pytest.raises(BrokerError, match="no two-sided quote") as err:
         adapter.quote("AAPL")
     assert not isinstance(err.value, BrokerRejected)  # routing treats it as "no quote now"
 
 
-# --- the trade_updates stream -------------------------------------------------------------------
-@pytest.fixture
-def streaming(settings, fake, alpaca_account):
-    """An adapter listening to the fake's /stream; stopped after the test."""
-    settings.ALPACA_TRADING_URL = fake.url
-    settings.ALPACA_STREAM_URL = fake.stream_start()
-    settings.ALPACA_USE_STREAM = True
-    made: list[AlpacaAdapter] = []
+def test_two_processes_reporting_running_totals_never_book_a_share_twice(
+    settings, adapter, fake, trader, alpaca_account
+):
+    """The web process books the first 4 of 10 at once; a worker process that first sees the
+    order at 7 filled reports the running total 7: the OMS books 3 more, at the right price."""
+    fake.set_quote("MSFT", D("409.90"), D("410.10"))
+    fake.fills["MSFT"] = [(D("4"), D("410.00")), (D("3"), D("410.70")), (D("3"), D("411.00"))]
+    broker_account_sync(account=alpaca_account)
+    placed = order_place(
+        user=trader,
+        request=order_request(symbol="MSFT", order_type="LIMIT", quantity="10", price="411"),
+        actor=Actor.for_user(trader),
+        broker_id=alpaca_account.pk,
+    ).order
+    assert (placed.status, placed.filled_quantity) == ("PARTIALLY_FILLED", D("4"))
 
-    def make() -> AlpacaAdapter:
-        made.append(AlpacaAdapter(alpaca_account))
-        return made[-1]
+    worker = AlpacaAdapter(alpaca_account)  # another process: it never saw the first fill
+    with fake.lock:
+        fake.read(fake.orders[placed.broker_order_id])  # the broker fills 3 more before the worker looks
+    fake.fill_on_read = False
+    order_apply_updates(account=alpaca_account, updates=worker.poll_updates(timezone.now()))
 
-    yield make
-    for adapter in made:
-        adapter.stream_stop()
-
-
-def collect_fills(adapter: AlpacaAdapter, count: int, timeout: float = 5) -> list:
-    """Poll (draining the stream) until ``count`` fills arrived, waiting on the stream's condition."""
-    updates: list = []
-    deadline = time.monotonic() + timeout
-    while sum(u.kind is UpdateKind.FILL for u in updates) < count:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"only {updates} arrived"
-        with adapter.stream_activity:
-            adapter.stream_activity.wait_for(lambda: not adapter._events.empty(), timeout=remaining)
-        updates += adapter.poll_updates(timezone.now())
-    return updates
-
-
-def test_stream_authenticates_listens_and_delivers_partial_then_full_fill(streaming, fake):
-    adapter = streaming()
-    adapter.stream_start()
-    assert adapter.stream_listening.wait(5)
-    fake.fill_on_place = False
-    fake.fills["MSFT"] = [(D("4"), D("410.00")), (D("6"), D("410.10"))]
-    assert kinds(adapter.place(order(symbol="MSFT", order_type=OrderType.LIMIT, price=D("411")))) == [
-        UpdateKind.ACCEPTED
-    ]
-    requests_before = len(fake.requests)
-
-    fake.execute("tm-1")
-    fake.execute("tm-1")
-    updates = collect_fills(adapter, 2)
-
-    fills = [(u.client_order_id, u.fill.quantity, u.fill.price) for u in updates if u.fill]
-    assert fills == [("tm-1", D("4"), D("410.00")), ("tm-1", D("6"), D("410.10"))]
-    assert len({u.fill.broker_fill_id for u in updates if u.fill}) == 2
-    assert len(fake.requests) == requests_before  # no REST polling while the stream listens
-    assert fake.subscribers() == 1
+    placed.refresh_from_db()
+    assert placed.filled_quantity == D("7")
+    fills = list(placed.fills.order_by("id").values_list("quantity", "price"))
+    assert fills == [(D("4"), D("410.00")), (D("3"), D("410.70"))]
+    # and the web process, when it looks again, adds nothing the worker booked
+    order_apply_updates(account=alpaca_account, updates=adapter.poll_updates(timezone.now()))
+    placed.refresh_from_db()
+    assert placed.filled_quantity == D("7")
 
 
-def test_stream_and_rest_report_the_same_fill_ids(streaming, fake):
-    adapter = streaming()
-    adapter.stream_start()
-    assert adapter.stream_listening.wait(5)
-    fake.fill_on_place = False
-    fake.fills["AAPL"] = [(D("10"), D("187.25"))]
-    adapter.place(order(order_type=OrderType.LIMIT, price=D("188")))
-    fake.execute("tm-1")
-    [streamed] = collect_fills(adapter, 1)
-
-    rest = AlpacaAdapter(BrokerAccount.objects.get(pk=adapter.account_pk))  # a restarted process
-    rest.use_stream = False  # polling over REST
-    rest.get_order("tm-1")
-    [polled] = rest.poll_updates(timezone.now())
-    assert polled.fill.broker_fill_id == streamed.fill.broker_fill_id
-
-
-def test_stream_with_wrong_keys_is_fatal(streaming, fake):
-    adapter = streaming()
-    fake.key = "PKOTHER"
-    adapter.stream_start()
-    adapter._stream_thread.join(5)
-    with pytest.raises(BrokerFatal, match="Alpaca refused the stream authentication"):
-        adapter.poll_updates(timezone.now())
-
-
-def test_stream_down_falls_back_to_rest_polling(streaming, settings, fake):
-    settings.ALPACA_STREAM_URL = "ws://127.0.0.1:1/stream"  # nothing listens there
-    adapter = streaming()
-    fake.fills["AAPL"] = [(D("4"), D("100")), (D("6"), D("100"))]
-    adapter.place(order(order_type=OrderType.LIMIT, price=D("100")))
-
-    [fill] = adapter.poll_updates(timezone.now())
-
-    assert (fill.kind, fill.fill.quantity) == (UpdateKind.FILL, D("6"))
-    assert not adapter.stream_listening.is_set()
+# the trade_updates stream: tests/integration/brokers/test_alpaca_stream.py
