@@ -6,12 +6,27 @@ Schwab Trader API (``https://api.schwabapi.com/trader/v1``), per /work/shared/re
 section 3. Schwab has no paper environment: tests run against the fake in ``tests/fakes/schwab.py``.
 
 Auth: OAuth 2.0. The account's ``api_key_encrypted`` holds the app key. ``BrokerAccount`` has no
-field for the refresh token, so ``api_secret_encrypted`` holds JSON
-``{"app_secret": ..., "refresh_token": ...}`` (the refresh token from the one-time browser login).
-The adapter keeps the access token (30 min) and the possibly rotated refresh token in memory and
-refreshes at ``settings.SCHWAB_TOKEN_URL`` (``grant_type=refresh_token``, HTTP Basic app key:secret)
-60 s before expiry. A refused refresh (the refresh token lives 7 days) is :class:`BrokerFatal`:
-a human must re-authorize the Schwab account.
+field for the tokens, so ``api_secret_encrypted`` holds JSON ``{"app_secret", "refresh_token",
+"refresh_issued_at", "access_token", "access_expires_at"}`` written by the browser login of
+``brokers.schwab_oauth`` (or ``{"app_secret", "refresh_token"}`` pasted by hand; a bare app secret
+before the first login). The adapter starts from the stored access token while it is valid, keeps
+later ones (30 min) and the possibly rotated refresh token in memory, and refreshes at
+``settings.SCHWAB_TOKEN_URL`` (``grant_type=refresh_token``, HTTP Basic app key:secret) 60 s before
+expiry. The refresh token lives 7 days (``SCHWAB_REFRESH_TOKEN_LIFETIME_HOURS``), a hard limit: past
+it, or when Schwab refuses it, calls raise :class:`BrokerFatal` with code ``REAUTHORIZE`` (after
+one re-read of the account row, in case another process re-authorized) and ``health()`` is DOWN;
+in its last ``SCHWAB_REFRESH_WARN_HOURS`` ``health()`` is DEGRADED, asking to re-authorize.
+
+Streaming: ``stream_start(wakeup)`` reads ``streamerInfo`` from ``GET /userPreference``, opens the
+streamer WebSocket in a daemon thread, sends ``ADMIN LOGIN`` with the access token and ``ACCT_ACTIVITY
+SUBS``. Account activity is only a cue (its payload is undocumented): each message calls ``wakeup()``
+and the next ``poll_updates`` re-reads the open orders over REST. While the stream listens,
+``poll_updates`` reads REST only after a cue, after each (re)connect (catch-up) or every
+``SCHWAB_STREAM_SAFETY_POLL_SECONDS``; while it is down it polls REST on every call. A dropped or
+silent socket (no heartbeat for ``SCHWAB_STREAM_IDLE_SECONDS``) reconnects with backoff. A refused
+LOGIN is retried once with a fresh access token, then sticks as ``stream_error`` (a
+:class:`BrokerFatal`, ``STREAM_LOGIN_DENIED``): REST polling goes on and ``health()`` is DEGRADED.
+Refused credentials stop the streamer too; ``stream_start`` raises them until a re-authorization.
 
 Accounts are addressed by the hash from ``GET /accounts/accountNumbers`` matching
 ``account.account_id`` (the plain account number). Place is ``POST /accounts/{hash}/orders`` (201, the
@@ -37,15 +52,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 from django.conf import settings
+from django.db import DatabaseError
+from django.db import connection as db_connection
 from django.utils import timezone
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import connect
 
 from brokers.domain.adapter import (
     AccountInfo,
@@ -73,11 +94,22 @@ from brokers.models import BrokerAccount
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from trademaster.crypto import DecryptionError, Sealed
 
+logger = logging.getLogger(__name__)
+
 TRADER_URL = "https://api.schwabapi.com/trader/v1"
+MARKETDATA_URL = "https://api.schwabapi.com/marketdata/v1"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TOKEN_URL = "https://api.schwabapi.com/v1/oauth/token"
 DEFAULT_TIMEOUT_SECONDS = 10
 REFRESH_LEEWAY_SECONDS = 60
 REAUTHORIZE = "re-authorize the Schwab account (log in through the Schwab OAuth flow again)"
+REFRESH_TOKEN_LIFETIME_HOURS = 7 * 24  # Schwab's hard limit
+REFRESH_WARN_HOURS = 24
+STREAM_SAFETY_POLL_SECONDS = 60
+STREAM_IDLE_SECONDS = 60
+STREAM_BACKOFF_SECONDS = 1.0
+STREAM_BACKOFF_MAX_SECONDS = 30.0
+LOGIN_DENIED = 3  # the streamer's response code for a refused ADMIN LOGIN
 
 ORDER_TYPES = {t: t.value for t in OrderType}  # MARKET, LIMIT, STOP, STOP_LIMIT, TRAILING_STOP
 TIFS = {
@@ -162,6 +194,41 @@ def _schwab_time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def secret_parse(secret: str) -> dict[str, Any]:
+    """The stored Schwab secret as a dict (see the module doc); a bare app secret is accepted."""
+    try:
+        stored = json.loads(secret)
+    except ValueError:
+        stored = None
+    return stored if isinstance(stored, dict) else {"app_secret": secret}
+
+
+def stored_time(value: Any) -> dt.datetime | None:
+    """An ISO 8601 moment from the stored secret (None when absent or unreadable; naive is UTC)."""
+    try:
+        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def refresh_expires_at(issued: dt.datetime) -> dt.datetime:
+    hours = getattr(settings, "SCHWAB_REFRESH_TOKEN_LIFETIME_HOURS", REFRESH_TOKEN_LIFETIME_HOURS)
+    return issued + dt.timedelta(hours=hours)
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class _LoginDenied(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"code {code}: {message}")
+        self.code, self.message = code, message
+
+
 @dataclass(slots=True)
 class _Seen:
     broker_order_id: str
@@ -186,6 +253,7 @@ class SchwabAdapter:
         self._sealed_key = account.api_key_encrypted
         self._sealed_secret = account.api_secret_encrypted
         self.base_url = getattr(settings, "SCHWAB_TRADER_URL", TRADER_URL).rstrip("/")
+        self.marketdata_url = getattr(settings, "SCHWAB_MARKETDATA_URL", MARKETDATA_URL).rstrip("/")
         self.token_url = getattr(settings, "SCHWAB_TOKEN_URL", TOKEN_URL)
         self._client = httpx.Client(
             timeout=getattr(settings, "SCHWAB_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
@@ -194,13 +262,26 @@ class SchwabAdapter:
         self._access_token: str | None = None
         self._access_expires = 0.0  # time.monotonic()
         self._refresh_token: str | None = None  # from the account until Schwab rotates it
+        self._refresh_issued: dt.datetime | None = None  # of a rotated refresh token
         self._hash: str | None = None
         self._seen: dict[str, _Seen] = {}  # by our client_order_id
         self._owner: dict[str, str] = {}  # Schwab order id -> our client_order_id
         self._lock = threading.RLock()
+        # the ACCT_ACTIVITY streamer (only the feed worker starts it)
+        self._wakeup: Callable[[], None] | None = None
+        self._stream_thread: threading.Thread | None = None
+        self._stream_stop = threading.Event()
+        self._cue = threading.Event()  # set by account activity and (re)connects: poll REST
+        self._next_safety_poll = 0.0  # time.monotonic()
+        self._stream_fatal: BrokerFatal | None = None
+        self.stream_error: BrokerError | None = None  # why the stream is down, if it is
+        self.stream_listening = threading.Event()
+        self.stream_connects = 0
+        self.stream_cues = 0
 
     # --- credentials and tokens -----------------------------------------------------------
-    def _credentials(self) -> tuple[str, str, str]:
+    def _stored(self) -> tuple[str, dict[str, Any]]:
+        """The app key and the stored secret (see the module doc)."""
         if not self._sealed_key or not self._sealed_secret:
             raise BrokerFatal(
                 f"broker account {self.account_pk} has no Schwab app key / secret", code="NO_CREDENTIALS"
@@ -212,57 +293,132 @@ class SchwabAdapter:
                 f"the Schwab credentials of broker account {self.account_pk} cannot be decrypted: {exc}",
                 code="CREDENTIALS_UNREADABLE",
             ) from exc
-        try:
-            stored = json.loads(secret)
-            app_secret, refresh = stored["app_secret"], stored["refresh_token"]
-        except (ValueError, TypeError, KeyError):
+        stored = secret_parse(secret)
+        if not stored.get("app_secret"):
             raise BrokerFatal(
-                f"broker account {self.account_pk}: the Schwab secret must be JSON "
-                '{"app_secret": ..., "refresh_token": ...}',
+                f"broker account {self.account_pk}: the Schwab secret has no app_secret",
                 code="NO_CREDENTIALS",
-            ) from None
-        return key, app_secret, self._refresh_token or refresh
+            )
+        return key, stored
+
+    def _credentials(self) -> tuple[str, str, str]:
+        key, stored = self._stored()
+        refresh = self._refresh_token or stored.get("refresh_token")
+        if not refresh:
+            raise BrokerFatal(
+                f"broker account {self.account_pk} has no Schwab refresh_token yet: connect it to Schwab "
+                '(Connect to Schwab) or store JSON {"app_secret": ..., "refresh_token": ...}',
+                code="NOT_AUTHORIZED",
+            )
+        return key, stored["app_secret"], refresh
+
+    def refresh_issued_at(self) -> dt.datetime | None:
+        """When the refresh token in use was issued (None when unknown: pasted by hand)."""
+        if self._refresh_issued is not None:
+            return self._refresh_issued
+        _key, stored = self._stored()
+        return stored_time(stored.get("refresh_issued_at"))
+
+    def _refresh_expired(self) -> BrokerFatal | None:
+        issued = self.refresh_issued_at()
+        if issued is None or refresh_expires_at(issued) > timezone.now():
+            return None
+        return BrokerFatal(
+            f"the Schwab refresh token expired on {_utc(refresh_expires_at(issued))} (it lasts 7 days): "
+            f"{REAUTHORIZE}",
+            code="REAUTHORIZE",
+        )
+
+    def _reload(self) -> bool:
+        """Re-read the credentials from the account row; True if they changed (another process
+        re-authorized the account)."""
+        if self.account_pk is None:
+            return False
+        row = BrokerAccount.objects.filter(pk=self.account_pk).values_list(
+            "api_key_encrypted", "api_secret_encrypted"
+        )
+        try:
+            fresh = row.first()
+        except DatabaseError:
+            return False  # the row cannot be read now: the refusal stands, the caller reports it
+        finally:
+            if threading.current_thread() is self._stream_thread:
+                db_connection.close()  # the streamer thread holds no connection between refusals
+        if fresh is None or fresh == (self._sealed_key, self._sealed_secret):
+            return False
+        self._sealed_key, self._sealed_secret = fresh
+        self._access_token, self._refresh_token, self._refresh_issued = None, None, None
+        return True
 
     def _token(self, *, force: bool = False) -> str:
         with self._lock:
             if not force and self._access_token and time.monotonic() < self._access_expires:
                 return self._access_token
-            key, app_secret, refresh = self._credentials()
             try:
-                response = self._client.post(
-                    self.token_url,
-                    data={"grant_type": "refresh_token", "refresh_token": refresh},
-                    auth=(key, app_secret),
-                )
-            except (httpx.ConnectError, httpx.TimeoutException) as exc:
-                raise BrokerRetryable(
-                    f"cannot reach the Schwab token endpoint: {exc}", code="UNREACHABLE"
-                ) from exc
-            payload = self._json(response)
-            if response.status_code in (400, 401):
-                reason = payload.get("error_description") or payload.get("error") or response.reason_phrase
-                raise BrokerFatal(
-                    f"Schwab refused the refresh token ({reason}); it lasts 7 days: {REAUTHORIZE}",
-                    code="REAUTHORIZE",
-                )
-            if response.status_code == 429:
-                raise BrokerRetryable(
-                    "Schwab token endpoint rate limit", retry_after=self._retry_after(response)
-                )
-            if response.status_code != 200 or "access_token" not in payload:
-                raise BrokerRetryable(
-                    f"Schwab token endpoint answered {response.status_code}", code="TOKEN_UNAVAILABLE"
-                )
-            self._access_token = payload["access_token"]
-            self._refresh_token = payload.get("refresh_token") or refresh
-            lifetime = int(payload.get("expires_in", 1800))
-            self._access_expires = time.monotonic() + max(lifetime - REFRESH_LEEWAY_SECONDS, 0)
-            return self._access_token
+                return self._new_token(force=force)
+            except BrokerFatal as exc:
+                if exc.code != "REAUTHORIZE" or not self._reload():
+                    raise
+            return self._new_token(force=force)
+
+    def _new_token(self, *, force: bool) -> str:
+        key, app_secret, refresh = self._credentials()
+        if not force and self._access_token is None:  # the one the browser login stored
+            _key, stored = self._stored()
+            expires = stored_time(stored.get("access_expires_at"))
+            if stored.get("access_token") and expires is not None:
+                left = (expires - timezone.now()).total_seconds() - REFRESH_LEEWAY_SECONDS
+                if left > 0:
+                    self._access_token = stored["access_token"]
+                    self._access_expires = time.monotonic() + left
+                    return self._access_token
+        expired = self._refresh_expired()
+        if expired is not None:
+            raise expired
+        try:
+            response = self._client.post(
+                self.token_url,
+                data={"grant_type": "refresh_token", "refresh_token": refresh},
+                auth=(key, app_secret),
+            )
+        except (httpx.ConnectError, httpx.TimeoutException) as exc:
+            raise BrokerRetryable(
+                f"cannot reach the Schwab token endpoint: {exc}", code="UNREACHABLE"
+            ) from exc
+        payload = self._json(response)
+        if response.status_code in (400, 401):
+            reason = payload.get("error_description") or payload.get("error") or response.reason_phrase
+            raise BrokerFatal(
+                f"Schwab refused the refresh token ({reason}); it lasts 7 days: {REAUTHORIZE}",
+                code="REAUTHORIZE",
+            )
+        if response.status_code == 429:
+            raise BrokerRetryable("Schwab token endpoint rate limit", retry_after=self._retry_after(response))
+        if response.status_code != 200 or "access_token" not in payload:
+            raise BrokerRetryable(
+                f"Schwab token endpoint answered {response.status_code}", code="TOKEN_UNAVAILABLE"
+            )
+        self._access_token = payload["access_token"]
+        rotated = payload.get("refresh_token")
+        if rotated and rotated != refresh:
+            self._refresh_token, self._refresh_issued = rotated, timezone.now()
+        else:
+            self._refresh_token = refresh
+        lifetime = int(payload.get("expires_in", 1800))
+        self._access_expires = time.monotonic() + max(lifetime - REFRESH_LEEWAY_SECONDS, 0)
+        return self._access_token
 
     # --- transport ------------------------------------------------------------------------
     def _request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, body: dict | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict | None = None,
+        base: str | None = None,
     ) -> httpx.Response:
+        base = base or self.base_url
         content = json.dumps(body).encode() if body is not None else None
         for attempt in (1, 2):
             headers = {
@@ -273,12 +429,10 @@ class SchwabAdapter:
                 headers["Content-Type"] = "application/json"
             try:
                 response = self._client.request(
-                    method, self.base_url + path, params=params, content=content, headers=headers
+                    method, base + path, params=params, content=content, headers=headers
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise BrokerRetryable(
-                    f"cannot reach Schwab at {self.base_url}: {exc}", code="UNREACHABLE"
-                ) from exc
+                raise BrokerRetryable(f"cannot reach Schwab at {base}: {exc}", code="UNREACHABLE") from exc
             except httpx.TimeoutException as exc:
                 raise BrokerUnknownOutcome(
                     f"Schwab did not answer {method} {path} in time", code="TIMEOUT"
@@ -577,12 +731,207 @@ class SchwabAdapter:
         return states
 
     def poll_updates(self, now: dt.datetime) -> list[BrokerOrderUpdate]:
-        path = f"/accounts/{self._account_hash()}/orders"
-        updates: list[BrokerOrderUpdate] = []
-        for cid, seen in list(self._seen.items()):
-            if seen.broker_order_id and seen.status is OPEN:
-                updates += self._updates(cid, self._get(f"{path}/{seen.broker_order_id}"))
+        """Re-read the open orders over REST: on every call, or, while the streamer listens, only
+        after a cue, a (re)connect or the slow safety cadence (see the module doc)."""
+        listening, cued = self.stream_listening.is_set(), self._cue.is_set()
+        if listening and not cued and time.monotonic() < self._next_safety_poll:
+            return []
+        self._cue.clear()  # before reading: a cue that arrives meanwhile makes the next poll read again
+        self._next_safety_poll = time.monotonic() + getattr(
+            settings, "SCHWAB_STREAM_SAFETY_POLL_SECONDS", STREAM_SAFETY_POLL_SECONDS
+        )
+        try:
+            path = f"/accounts/{self._account_hash()}/orders"
+            updates: list[BrokerOrderUpdate] = []
+            for cid, seen in list(self._seen.items()):
+                if seen.broker_order_id and seen.status is OPEN:
+                    updates += self._updates(cid, self._get(f"{path}/{seen.broker_order_id}"))
+        except BrokerError:
+            self._cue.set()  # nothing was read for sure: the next poll tries again
+            raise
         return updates
+
+    # --- the ACCT_ACTIVITY streamer -------------------------------------------------------------
+    def stream_start(self, wakeup: Callable[[], None]) -> None:
+        """Listen to account activity in a daemon thread (idempotent); ``wakeup()`` on every cue.
+
+        Refused credentials (``REAUTHORIZE`` ...) are raised here until the account row holds new
+        ones. A refused LOGIN is not: REST polling goes on, ``stream_error`` and ``health()`` say
+        why, and the streamer stays off until the adapter is rebuilt (``adapters_reset``)."""
+        with self._lock:
+            self._wakeup = wakeup
+            if self._stream_fatal is not None and self._stream_fatal.code != "STREAM_LOGIN_DENIED":
+                if not self._reload():
+                    raise self._stream_fatal
+                self._stream_fatal = self.stream_error = None  # re-authorized meanwhile
+            if self._stream_fatal is not None:
+                return
+            if self._stream_thread is not None and self._stream_thread.is_alive():
+                return
+            self._stream_stop.clear()
+            self._stream_thread = threading.Thread(
+                target=self._stream_run, name=f"schwab-stream-{self.account_pk}", daemon=True
+            )
+            self._stream_thread.start()
+
+    def stream_stop(self) -> None:
+        self._stream_stop.set()
+        thread = self._stream_thread
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup()
+
+    def _stream_run(self) -> None:
+        initial = getattr(settings, "SCHWAB_STREAM_BACKOFF_SECONDS", STREAM_BACKOFF_SECONDS)
+        backoff, denied = initial, 0
+        while not self._stream_stop.is_set():
+            try:
+                self._stream_session(fresh_token=denied > 0)
+            except _LoginDenied as exc:
+                denied += 1
+                if denied > 1:  # refused with a fresh access token too: reconnecting will not help
+                    self._stream_fatal = BrokerFatal(
+                        f"the Schwab streamer refused LOGIN ({exc}) even with a fresh access token: "
+                        f"check the app's streaming access, or {REAUTHORIZE}",
+                        code="STREAM_LOGIN_DENIED",
+                    )
+                    self.stream_error = self._stream_fatal
+                    logger.warning("Schwab account %s: %s", self.account_pk, self._stream_fatal.message)
+                    self._wake()
+                    return
+                self.stream_error = BrokerRetryable(f"the Schwab streamer refused LOGIN ({exc})")
+            except BrokerFatal as exc:  # credentials: only a human can fix them
+                self._stream_fatal = self.stream_error = exc
+                logger.warning("Schwab account %s: streamer stopped: %s", self.account_pk, exc.message)
+                self._wake()
+                return
+            except (BrokerError, OSError, ConnectionClosed, InvalidHandshake, InvalidURI, ValueError) as exc:
+                # TimeoutError is an OSError; ValueError covers malformed frames
+                self.stream_error = BrokerRetryable(f"Schwab streamer down: {exc}", code="STREAM_DOWN")
+            if self.stream_listening.is_set():
+                backoff, denied = initial, 0  # it was listening: start the backoff over
+                self.stream_listening.clear()
+                self._wake()  # REST polling takes over at once
+            self._stream_stop.wait(backoff)
+            backoff = min(
+                backoff * 2,
+                getattr(settings, "SCHWAB_STREAM_BACKOFF_MAX_SECONDS", STREAM_BACKOFF_MAX_SECONDS),
+            )
+
+    def _streamer_info(self) -> dict[str, str]:
+        info = self._get("/userPreference").get("streamerInfo")
+        if isinstance(info, list):
+            info = info[0] if info else None
+        names = ("streamerSocketUrl", "schwabClientCustomerId", "schwabClientCorrelId")
+        if not isinstance(info, dict) or not all(info.get(n) for n in names):
+            raise BrokerError(
+                f"Schwab userPreference has no usable streamerInfo: {info!r}", code="BAD_RESPONSE"
+            )
+        return info
+
+    def _stream_session(self, *, fresh_token: bool) -> None:
+        """One connection: LOGIN, SUBS ACCT_ACTIVITY, then cues until dropped or stopped."""
+        info = self._streamer_info()
+        token = self._token(force=fresh_token)
+        timeout = getattr(settings, "SCHWAB_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS)
+        idle = getattr(settings, "SCHWAB_STREAM_IDLE_SECONDS", STREAM_IDLE_SECONDS)
+        with connect(info["streamerSocketUrl"], open_timeout=timeout, close_timeout=1) as ws:
+            login = {
+                "Authorization": token,
+                "SchwabClientChannel": info.get("schwabClientChannel", ""),
+                "SchwabClientFunctionId": info.get("schwabClientFunctionId", ""),
+            }
+            self._stream_command(ws, info, "0", "ADMIN", "LOGIN", login, timeout)
+            subs = {"keys": info["schwabClientCorrelId"], "fields": "0,1,2,3"}
+            self._stream_command(ws, info, "1", "ACCT_ACTIVITY", "SUBS", subs, timeout)
+            self.stream_error = None
+            self.stream_connects += 1
+            self._cue.set()  # catch up over REST on what happened while not listening
+            self.stream_listening.set()
+            self._wake()
+            last = time.monotonic()
+            while not self._stream_stop.is_set():
+                try:
+                    frame = ws.recv(timeout=0.2)
+                except TimeoutError:
+                    if time.monotonic() - last > idle:
+                        raise TimeoutError(
+                            f"no message or heartbeat from the Schwab streamer in {idle} s"
+                        ) from None
+                    continue
+                last = time.monotonic()
+                self._stream_message(self._frame(frame))
+            ws.send(json.dumps(self._stream_request(info, "2", "ADMIN", "LOGOUT", {})))
+
+    @staticmethod
+    def _frame(frame: str | bytes) -> dict:
+        message = json.loads(frame)
+        if not isinstance(message, dict):
+            raise ValueError(f"unexpected Schwab streamer frame {message!r}")
+        return message
+
+    @staticmethod
+    def _stream_request(info: dict, requestid: str, service: str, command: str, parameters: dict) -> dict:
+        return {
+            "requests": [
+                {
+                    "service": service,
+                    "command": command,
+                    "requestid": requestid,
+                    "SchwabClientCustomerId": info["schwabClientCustomerId"],
+                    "SchwabClientCorrelId": info["schwabClientCorrelId"],
+                    "parameters": parameters,
+                }
+            ]
+        }
+
+    def _stream_command(
+        self,
+        ws: Any,
+        info: dict,
+        requestid: str,
+        service: str,
+        command: str,
+        parameters: dict,
+        timeout: float,
+    ) -> None:
+        """Send one command and wait for its response (code 0), skipping heartbeats meanwhile."""
+        ws.send(json.dumps(self._stream_request(info, requestid, service, command, parameters)))
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._frame(ws.recv(timeout=max(deadline - time.monotonic(), 0.01)))
+            for response in message.get("response") or []:
+                if (response.get("requestid"), response.get("service"), response.get("command")) != (
+                    requestid,
+                    service,
+                    command,
+                ):
+                    continue
+                content = response.get("content") or {}
+                code, msg = content.get("code"), str(content.get("msg", ""))
+                if code == 0:
+                    return
+                if command == "LOGIN":
+                    raise _LoginDenied(int(code) if isinstance(code, int) else LOGIN_DENIED, msg)
+                raise BrokerRetryable(f"the Schwab streamer refused {service} {command} (code {code}: {msg})")
+
+    def _stream_message(self, message: dict) -> None:
+        for item in message.get("notify") or []:
+            content = item.get("content") if isinstance(item, dict) else None
+            if isinstance(content, dict) and content.get("code") not in (None, 0):
+                code, msg = content.get("code"), content.get("msg")
+                raise ConnectionError(f"the Schwab streamer closed the session (code {code}: {msg})")
+        for item in message.get("data") or []:
+            if item.get("service") != "ACCT_ACTIVITY":
+                continue
+            for event in item.get("content") or []:
+                if event.get("2") and event.get("2") != "SUBSCRIBED":
+                    self.stream_cues += 1
+                    self._cue.set()
+                    self._wake()
 
     # --- account ------------------------------------------------------------------------------
     def _securities(self) -> dict:
@@ -607,15 +956,62 @@ class SchwabAdapter:
         )
 
     def quote(self, symbol: str) -> Quote:
-        raise BrokerError("Schwab quotes are not available through this adapter", code="NO_QUOTES")
+        """Top of book from the Market Data API (``GET /marketdata/v1/quotes?symbols=``)."""
+        payload = self._json(
+            self._request(
+                "GET", "/quotes", params={"symbols": symbol, "fields": "quote"}, base=self.marketdata_url
+            )
+        )
+        entry = payload.get(symbol) if isinstance(payload, dict) else None
+        if not entry:
+            raise BrokerRejected(f"Schwab does not know the symbol {symbol}", code="UNKNOWN_SYMBOL")
+        data = entry.get("quote") or {}
+
+        def num(key: str) -> Decimal:
+            return Decimal(0) if data.get(key) is None else _dec(data[key])
+
+        bid, ask = num("bidPrice"), num("askPrice")
+        if bid <= 0 or ask <= 0 or bid > ask:
+            raise BrokerError(f"Schwab has no two-sided quote for {symbol} now", code="NO_QUOTE")
+        millis = data.get("quoteTime")
+        at = EPOCH + dt.timedelta(milliseconds=int(millis)) if millis else timezone.now()
+        return Quote(
+            symbol=symbol,
+            bid=bid,
+            ask=ask,
+            bid_size=num("bidSize"),
+            ask_size=num("askSize"),
+            last=num("lastPrice") or (bid + ask) / 2,
+            at=at,
+        )
 
     def health(self) -> HealthReport:
+        """DOWN when Schwab cannot be used (code first, e.g. ``REAUTHORIZE: ...``); DEGRADED in the
+        refresh token's last hours or while the streamer is refused."""
         started = time.monotonic()
         try:
+            with self._lock:
+                expired = self._refresh_expired()
+                if expired is not None and not self._reload():
+                    raise expired  # even while the last access token still works
             self._get("/accounts/accountNumbers")
         except BrokerFatal as exc:
-            return HealthReport(Health.DOWN, Decimal(0), exc.message)
+            return HealthReport(Health.DOWN, Decimal(0), f"{exc.code}: {exc.message}")
         except (BrokerRetryable, BrokerUnknownOutcome, BrokerRejected) as exc:
             return HealthReport(Health.DEGRADED, Decimal(0), exc.message)
         latency = Decimal(int((time.monotonic() - started) * 1000))
+        issued = self.refresh_issued_at()
+        if issued is not None:
+            left = refresh_expires_at(issued) - timezone.now()
+            warn = getattr(settings, "SCHWAB_REFRESH_WARN_HOURS", REFRESH_WARN_HOURS)
+            if left <= dt.timedelta(hours=warn):
+                hours = int(left.total_seconds() // 3600)
+                return HealthReport(
+                    Health.DEGRADED,
+                    latency,
+                    f"Schwab refresh token expires in {hours} h; re-authorize (Connect to Schwab) "
+                    f"before {_utc(refresh_expires_at(issued))}",
+                )
+        if self._stream_fatal is not None:
+            return HealthReport(Health.DEGRADED, latency, f"REST only: {self._stream_fatal.message}")
         return HealthReport(Health.CONNECTED, latency)

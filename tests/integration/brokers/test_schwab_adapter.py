@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from brokers.adapters.schwab import TOKEN_URL, TRADER_URL, SchwabAdapter
 from brokers.domain.adapter import (
+    BrokerError,
     BrokerFatal,
     BrokerOrderRequest,
     BrokerOrderStatus,
@@ -23,8 +24,11 @@ from brokers.domain.adapter import (
     UpdateKind,
 )
 from brokers.models import BrokerAccount
-from brokers.services import adapter_for, adapters_reset
+from brokers.services import adapter_for, adapters_reset, broker_account_sync
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
+from orders.models import Position
+from orders.services import Actor, order_apply_updates, order_place
+from tests.builders import order_request
 from tests.fakes.schwab import FakeSchwab
 from trademaster.crypto import Sealed
 
@@ -57,6 +61,7 @@ def schwab_account(trader, fake):
 @pytest.fixture
 def adapter(settings, fake, schwab_account) -> SchwabAdapter:
     settings.SCHWAB_TRADER_URL = fake.trader_url
+    settings.SCHWAB_MARKETDATA_URL = fake.marketdata_url
     settings.SCHWAB_TOKEN_URL = fake.token_url
     settings.SCHWAB_TIMEOUT_SECONDS = 2
     settings.BROKER_ADAPTERS = {**settings.BROKER_ADAPTERS, "schwab": "brokers.adapters.schwab.SchwabAdapter"}
@@ -402,3 +407,47 @@ def test_the_fake_speaks_schwab_json(fake):
         "app_secret": fake.app_secret,
         "refresh_token": fake.refresh_token,
     }
+
+
+def test_quote_comes_from_the_market_data_api_with_exact_decimals(adapter, fake):
+    fake.set_quote("AAPL", D("150.01"), D("150.03"), last=D("150.02"), size=D("300"))
+    quote = adapter.quote("AAPL")
+    assert (quote.bid, quote.ask, quote.last, quote.bid_size) == (
+        D("150.01"),
+        D("150.03"),
+        D("150.02"),
+        D("300"),
+    )
+    assert quote.mid == D("150.02")
+
+
+def test_quote_of_an_unknown_symbol_is_refused_and_a_one_sided_book_is_no_quote(adapter, fake):
+    with pytest.raises(BrokerRejected, match="does not know the symbol ZZZZ"):
+        adapter.quote("ZZZZ")
+    fake.set_quote("AAPL", D("0"), D("150.03"))
+    with pytest.raises(BrokerError, match="no two-sided quote") as caught:
+        adapter.quote("AAPL")
+    assert caught.value.code == "NO_QUOTE"
+
+
+def test_an_order_placed_through_the_oms_on_a_schwab_account_fills_and_opens_a_position(
+    adapter, fake, trader, schwab_account
+):
+    fake.set_quote("AAPL", D("150.20"), D("150.30"))
+    fake.fills["AAPL"] = [(D("10"), D("150.25"))]
+    broker_account_sync(account=schwab_account)  # buying power for the pre-trade check
+    placed = order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="10"),
+        actor=Actor.for_user(trader),
+        broker_id=schwab_account.pk,
+    ).order
+    assert placed.broker_id == schwab_account.pk
+    assert placed.status in {"ACCEPTED", "FILLED"}, placed.status_reason
+    order_apply_updates(account=schwab_account, updates=adapter.poll_updates(timezone.now()))
+    placed.refresh_from_db()
+    assert placed.status == "FILLED"
+    assert placed.filled_quantity == D("10")
+    assert placed.average_fill_price == D("150.25")
+    position = Position.objects.get(user=trader, broker=schwab_account, symbol="AAPL")
+    assert position.quantity == D("10")
