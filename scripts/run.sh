@@ -6,11 +6,22 @@
 #   run_market   the simulated market and paper venues                   var/log/market.log
 #   celery       a Celery worker with beat (django-celery-beat schedule)  var/log/celery.log
 #   relay_outbox only when REDIS_URL or KAFKA_BOOTSTRAP_SERVERS is set    var/log/relay.log
+#   broker-fakes only with DEMO_BROKERS=1: fake Alpaca, Binance, Schwab   var/log/broker-fakes.log
+#                and IB TWS servers that the real adapters trade with (run_broker_fakes)
+#   ib-gateway   the Interactive Brokers gateway: TWS connections and     var/log/ib-gateway.log
+#                the ibkr adapter's loopback bridge (run_ib_gateway; idle without IB accounts)
+#   broker-feeds real brokers' order updates (fills, cancels) into the    var/log/broker-feeds.log
+#                OMS by streams and polling (run_broker_feeds; idle without such accounts)
 # Celery uses the filesystem transport in var/celery/ unless REDIS_URL is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 PORT=${PORT:-8085}
+# DEMO_BROKERS=1 make run: the demo user also gets Alpaca, Binance, Schwab and IB accounts, served
+# by the loopback fakes of tests/fakes (no real accounts, no network); see settings "demo mode"
+if [ "${DEMO_BROKERS:-0}" = "1" ]; then
+  export TRADEMASTER_DEMO_BROKERS=1
+fi
 PY=.venv/bin/python
 VAR_DIR=${TRADEMASTER_VAR_DIR:-var}
 LOG_DIR="$VAR_DIR/log"
@@ -84,7 +95,30 @@ fail() {
   exit 1
 }
 
+await_line() {  # await_line NAME LOGFILE PATTERN SECONDS: until LOGFILE has PATTERN; else fatal
+  local name=$1 log=$2 pattern=$3 seconds=$4 dying
+  for _ in $(seq 1 $((seconds * 10))); do
+    if dying=$(dead); then fail "$dying"; fi
+    if grep -q -- "$pattern" "$log"; then return 0; fi
+    sleep 0.1
+  done
+  grep -q -- "$pattern" "$log" || fail "$name (not ready after $seconds s)"
+}
+
 start market "$LOG_DIR/market.log" $PY manage.py run_market
+demo_log="" demo_msg=""
+if [ "${TRADEMASTER_DEMO_BROKERS:-0}" = "1" ]; then
+  # first, so the gateway and the feeds find the demo brokers up
+  start broker-fakes "$LOG_DIR/broker-fakes.log" $PY manage.py run_broker_fakes
+  demo_msg="
+    demo brokers  the demo user's Alpaca, Binance, Schwab and IB accounts trade with local fakes"
+  demo_log=", broker-fakes"
+  # it says so once its ports are bound and the demo accounts were checked
+  await_line broker-fakes "$LOG_DIR/broker-fakes.log" 'broker fakes running' 30
+fi
+# the production workers, in every mode: the IB gateway holds the TWS connections (none without
+# IB accounts) and the feeds bring resting orders' fills from the real brokers (streams, polling)
+start ib-gateway "$LOG_DIR/ib-gateway.log" $PY manage.py run_ib_gateway
 start celery "$LOG_DIR/celery.log" .venv/bin/celery -A trademaster worker -B \
   --scheduler django_celery_beat.schedulers:DatabaseScheduler --concurrency 1 -l info
 relay_log=""
@@ -92,14 +126,12 @@ if [ -n "${REDIS_URL:-}" ] || [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   start relay "$LOG_DIR/relay.log" $PY manage.py relay_outbox
   relay_log=", relay"
 fi
+# the gateway prints "ready <bridge url>" once its bridge listens (it connects IB accounts after)
+await_line ib-gateway "$LOG_DIR/ib-gateway.log" '^ready ' 30
+start broker-feeds "$LOG_DIR/broker-feeds.log" $PY manage.py run_broker_feeds
 
 # the worker logs "celery@<host> ready." once it consumes; anything dying before that is fatal
-for _ in $(seq 1 600); do
-  if name=$(dead); then fail "$name"; fi
-  if grep -q ' ready\.' "$LOG_DIR/celery.log"; then break; fi
-  sleep 0.1
-done
-grep -q ' ready\.' "$LOG_DIR/celery.log" || fail "celery (not ready after 60 s)"
+await_line celery "$LOG_DIR/celery.log" ' ready\.' 60
 
 start daphne - .venv/bin/daphne -b 127.0.0.1 -p "$PORT" trademaster.asgi:application
 
@@ -110,8 +142,8 @@ cat <<MSG
     admin         http://127.0.0.1:${PORT}/admin/      log in as  admin / admin-trader
     API docs      http://127.0.0.1:${PORT}/api/docs/
     API token     .venv/bin/python manage.py issue_token demo --scopes read,trade
-    health        http://127.0.0.1:${PORT}/healthz  /readyz     metrics  /metrics
-    logs          $LOG_DIR/ (market, celery${relay_log})
+    health        http://127.0.0.1:${PORT}/healthz  /readyz     metrics  /metrics${demo_msg}
+    logs          $LOG_DIR/ (market, celery, ib-gateway, broker-feeds${relay_log}${demo_log})
   Stop with Ctrl-C.
 
 MSG

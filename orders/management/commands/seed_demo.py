@@ -8,10 +8,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from brokers.models import BrokerAccount
+from brokers.credentials import broker_account_create, broker_account_update
+from brokers.domain.credentials import CredentialChange, ibkr_connection
+from brokers.models import BrokerAccount, BrokerName
 from orders.domain.enums import OrderType, Side, TimeInForce
 from orders.domain.validation import OrderRequest
 from orders.services import Actor, market_tick, order_cancel, order_place
+from trademaster.crypto import DecryptionError, Sealed
 
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-trader"
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-trader"
@@ -78,6 +81,9 @@ class Command(BaseCommand):
         if created:
             admin.set_password(ADMIN_PASSWORD)
             admin.save()
+        if settings.DEMO_BROKERS:
+            for account in demo_broker_accounts(user=demo):
+                self.stdout.write(f"demo broker account: {account} (served by run_broker_fakes)")
         accounts = {a.account_id: a.pk for a in BrokerAccount.objects.filter(user=demo)}
         actor = Actor.for_user(demo, "demo seed")
         for n, (account, side, order_type, qty, symbol, extra) in enumerate(
@@ -102,3 +108,46 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo trader: {DEMO_USER} / {DEMO_PASSWORD}   admin: {ADMIN_USER} / {ADMIN_PASSWORD}"
         )
+
+
+def demo_broker_accounts(*, user) -> list[BrokerAccount]:
+    """Give ``user`` an Alpaca, a Binance, a Schwab and an IB paper account holding the
+    credentials the demo fakes accept (idempotent: an existing account is left as it is, except
+    that the IB one follows the fake TWS's port). Schwab's refresh token is stored with it, so no
+    browser login is needed; the IB account stores the fake TWS's address."""
+    # demo mode only: the fakes live with the tests
+    from tests.fakes.demo import DEMO_CREDENTIALS, demo_ibkr_connection
+
+    tws = demo_ibkr_connection(settings.DEMO_BROKER_PORTS["ibkr_tws"])
+    accounts = []
+    for demo in DEMO_CREDENTIALS:
+        if demo.broker_name == BrokerName.IBKR:
+            credentials = CredentialChange(connection=tws)
+        else:
+            credentials = CredentialChange(
+                api_key=demo.api_key, api_secret=demo.api_secret, refresh_token=demo.refresh_token or None
+            )
+        account = BrokerAccount.objects.filter(
+            user=user, broker_name=demo.broker_name, account_id=demo.account_id
+        ).first()
+        if account is None:
+            account = broker_account_create(
+                user=user,
+                broker_name=demo.broker_name,
+                account_id=demo.account_id,
+                label=demo.label,
+                sandbox_mode=True,
+                credentials=credentials,
+            )
+        elif demo.broker_name == BrokerName.IBKR and _stored_connection(account) != tws:
+            account = broker_account_update(account=account, credentials=credentials)
+        accounts.append(account)
+    return accounts
+
+
+def _stored_connection(account: BrokerAccount) -> dict:
+    sealed = account.api_key_encrypted
+    try:
+        return ibkr_connection(sealed.reveal() if isinstance(sealed, Sealed) else sealed)
+    except DecryptionError:
+        return {}  # unreadable (another key): stored again
