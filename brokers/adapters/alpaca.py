@@ -56,6 +56,7 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import connect
 
+from brokers.adapters.streaming import StreamThread
 from brokers.domain.adapter import (
     AccountInfo,
     BrokerError,
@@ -231,8 +232,7 @@ class AlpacaAdapter:
         stream_default = PAPER_STREAM_URL if account.sandbox_mode else LIVE_STREAM_URL
         self.stream_url = getattr(settings, "ALPACA_STREAM_URL", stream_default)
         self._events: queue.Queue[dict] = queue.Queue()
-        self._stream_thread: threading.Thread | None = None
-        self._stream_stop = threading.Event()
+        self._stream = StreamThread(f"alpaca-stream-{self.account_pk}", self._stream_run)
         self.stream_listening = threading.Event()
         self._catch_up = threading.Event()  # set on every (re)connect: one REST poll is due
         self._wakeup: Callable[[], None] = _nothing
@@ -251,25 +251,16 @@ class AlpacaAdapter:
             self._wakeup = wakeup
             if isinstance(self._stream_error, BrokerFatal):
                 raise self._stream_error
-            if self._stream_thread is not None and self._stream_thread.is_alive():
-                return
-            self._stream_stop.clear()
-            self._stream_thread = threading.Thread(
-                target=self._stream_run, name=f"alpaca-stream-{self.account_pk}", daemon=True
-            )
-            self._stream_thread.start()
+            self._stream.ensure_started()
 
     def stream_stop(self) -> None:
-        self._stream_stop.set()
-        thread = self._stream_thread
-        if thread is not None:
-            thread.join(timeout=5)
+        self._stream.stop(5)
         self.stream_listening.clear()
 
     def _stream_run(self) -> None:
         backoff, most = stream_backoff()
         delay = backoff
-        while not self._stream_stop.is_set():
+        while not self._stream.stopping.is_set():
             try:
                 self._stream_session()
                 delay = backoff
@@ -282,7 +273,7 @@ class AlpacaAdapter:
                 self._stream_error = BrokerRetryable(f"Alpaca stream dropped: {exc}", code="STREAM_DOWN")
             self.stream_listening.clear()
             self._wakeup()  # poll REST while the stream is down
-            self._stream_stop.wait(delay)  # reconnect with backoff unless stopped
+            self._stream.stopping.wait(delay)  # reconnect with backoff unless stopped
             delay = min(delay * 2, most)
 
     def _stream_session(self) -> None:
@@ -305,7 +296,7 @@ class AlpacaAdapter:
             self._catch_up.set()  # events sent while we were away: one REST poll catches them up
             self.stream_listening.set()
             self._wakeup()
-            while not self._stream_stop.is_set():
+            while not self._stream.stopping.is_set():
                 try:
                     frame = ws.recv(timeout=0.2)
                 except TimeoutError:

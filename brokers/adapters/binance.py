@@ -65,6 +65,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import connect
 
 from brokers.adapters.alpaca import stream_backoff
+from brokers.adapters.streaming import StreamThread
 from brokers.domain.adapter import (
     AccountInfo,
     BrokerError,
@@ -287,8 +288,7 @@ class BinanceAdapter:
         self.ws_api_url = str(getattr(settings, "BINANCE_WS_API_URL", ws_default))
         self._timeout = int(timeout * 1000) / 1000
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._stream_thread: threading.Thread | None = None
-        self._stream_stop = threading.Event()
+        self._stream = StreamThread(f"binance-stream-{self.account_id}", self._stream_run)
         self.stream_listening = threading.Event()
         self._catch_up = threading.Event()  # set on every (re)subscription: one REST poll is due
         self._wakeup: Callable[[], None] = _nothing
@@ -305,25 +305,16 @@ class BinanceAdapter:
             self._wakeup = wakeup
             if isinstance(self._stream_error, BrokerFatal):
                 raise self._stream_error
-            if self._stream_thread is not None and self._stream_thread.is_alive():
-                return
-            self._stream_stop.clear()
-            self._stream_thread = threading.Thread(
-                target=self._stream_run, name=f"binance-stream-{self.account_id}", daemon=True
-            )
-            self._stream_thread.start()
+            self._stream.ensure_started()
 
     def stream_stop(self) -> None:
-        self._stream_stop.set()
-        thread = self._stream_thread
-        if thread is not None:
-            thread.join(timeout=5)
+        self._stream.stop(5)
         self.stream_listening.clear()
 
     def _stream_run(self) -> None:
         backoff, most = stream_backoff()
         delay = backoff
-        while not self._stream_stop.is_set():
+        while not self._stream.stopping.is_set():
             try:
                 self._stream_session()
                 delay = backoff
@@ -338,7 +329,7 @@ class BinanceAdapter:
                 self._stream_error = exc
             self.stream_listening.clear()
             self._wakeup()  # poll REST while the stream is down
-            self._stream_stop.wait(delay)
+            self._stream.stopping.wait(delay)
             delay = min(delay * 2, most)
 
     def subscribe_request(self, request_id: str) -> dict[str, Any]:
@@ -382,7 +373,7 @@ class BinanceAdapter:
             self._catch_up.set()  # events sent while we were away: one REST poll catches them up
             self.stream_listening.set()
             self._wakeup()
-            while not self._stream_stop.is_set():
+            while not self._stream.stopping.is_set():
                 try:
                     message = _ws_message(ws.recv(timeout=0.2))
                 except TimeoutError:

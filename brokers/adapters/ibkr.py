@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from brokers.adapters.streaming import StreamThread
 from brokers.domain.adapter import (
     AccountInfo,
     BrokerError,
@@ -139,8 +140,7 @@ class IbkrAdapter:
         self._cursor = 0
         self._feed_lock = threading.Lock()
         self._events: queue.Queue[BrokerOrderUpdate] = queue.Queue()
-        self._stream_thread: threading.Thread | None = None
-        self._stream_stop = threading.Event()
+        self._stream = StreamThread(f"ib-updates-{self.account_pk}", self._stream_run)
         self.stream_listening = threading.Event()
         self._wakeup: Callable[[], None] | None = None
         self._lock = threading.Lock()
@@ -293,39 +293,30 @@ class IbkrAdapter:
         """Long-poll the bridge in a daemon thread; every batch is queued and ``wakeup()`` called."""
         with self._lock:
             self._wakeup = wakeup
-            if self._stream_thread is not None and self._stream_thread.is_alive():
-                return
-            self._stream_stop.clear()
-            self._stream_thread = threading.Thread(
-                target=self._stream_run, name=f"ib-updates-{self.account_pk}", daemon=True
-            )
-            self._stream_thread.start()
+            self._stream.ensure_started()
 
     def stream_stop(self, timeout: float = 1.0) -> None:
         """Stop the long poll; a request in flight ends by itself within ``stream_wait`` seconds
         (the daemon thread then exits without reading further), so this waits only ``timeout``."""
-        self._stream_stop.set()
-        thread = self._stream_thread
-        if thread is not None:
-            thread.join(timeout=timeout)
+        self._stream.stop(timeout)
 
     def _stream_run(self) -> None:
         backoff = 0.5
         client = httpx.Client(base_url=self.base_url, timeout=self.timeout)  # its own connection
-        while not self._stream_stop.is_set():
+        while not self._stream.stopping.is_set():
             try:
                 # a quick read first, so that poll_updates never waits behind a long poll
                 updates = self._fetch(self.stream_wait if self.stream_listening.is_set() else 0, client)
             except BrokerError:
-                if self._stream_stop.is_set():
+                if self._stream.stopping.is_set():
                     break
                 # gateway down or restarting: poll_updates reads the bridge itself meanwhile
                 self.stream_listening.clear()
-                self._stream_stop.wait(backoff)
+                self._stream.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
             backoff = 0.5
-            if self._stream_stop.is_set():
+            if self._stream.stopping.is_set():
                 # stopped during the long poll: hand back what was read for the next poll_updates
                 for update in updates:
                     self._events.put(update)

@@ -68,6 +68,7 @@ from django.utils import timezone
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import connect
 
+from brokers.adapters.streaming import StreamThread
 from brokers.domain.adapter import (
     AccountInfo,
     BrokerError,
@@ -269,8 +270,7 @@ class SchwabAdapter:
         self._lock = threading.RLock()
         # the ACCT_ACTIVITY streamer (only the feed worker starts it)
         self._wakeup: Callable[[], None] | None = None
-        self._stream_thread: threading.Thread | None = None
-        self._stream_stop = threading.Event()
+        self._stream = StreamThread(f"schwab-stream-{self.account_pk}", self._stream_run)
         self._cue = threading.Event()  # set by account activity and (re)connects: poll REST
         self._next_safety_poll = 0.0  # time.monotonic()
         self._stream_fatal: BrokerFatal | None = None
@@ -342,7 +342,7 @@ class SchwabAdapter:
         except DatabaseError:
             return False  # the row cannot be read now: the refusal stands, the caller reports it
         finally:
-            if threading.current_thread() is self._stream_thread:
+            if self._stream.is_current():
                 db_connection.close()  # the streamer thread holds no connection between refusals
         if fresh is None or fresh == (self._sealed_key, self._sealed_secret):
             return False
@@ -766,19 +766,10 @@ class SchwabAdapter:
                 self._stream_fatal = self.stream_error = None  # re-authorized meanwhile
             if self._stream_fatal is not None:
                 return
-            if self._stream_thread is not None and self._stream_thread.is_alive():
-                return
-            self._stream_stop.clear()
-            self._stream_thread = threading.Thread(
-                target=self._stream_run, name=f"schwab-stream-{self.account_pk}", daemon=True
-            )
-            self._stream_thread.start()
+            self._stream.ensure_started()
 
     def stream_stop(self) -> None:
-        self._stream_stop.set()
-        thread = self._stream_thread
-        if thread is not None:
-            thread.join(timeout=5)
+        self._stream.stop(5)
 
     def _wake(self) -> None:
         if self._wakeup is not None:
@@ -787,7 +778,7 @@ class SchwabAdapter:
     def _stream_run(self) -> None:
         initial = getattr(settings, "SCHWAB_STREAM_BACKOFF_SECONDS", STREAM_BACKOFF_SECONDS)
         backoff, denied = initial, 0
-        while not self._stream_stop.is_set():
+        while not self._stream.stopping.is_set():
             try:
                 self._stream_session(fresh_token=denied > 0)
             except _LoginDenied as exc:
@@ -815,7 +806,7 @@ class SchwabAdapter:
                 backoff, denied = initial, 0  # it was listening: start the backoff over
                 self.stream_listening.clear()
                 self._wake()  # REST polling takes over at once
-            self._stream_stop.wait(backoff)
+            self._stream.stopping.wait(backoff)
             backoff = min(
                 backoff * 2,
                 getattr(settings, "SCHWAB_STREAM_BACKOFF_MAX_SECONDS", STREAM_BACKOFF_MAX_SECONDS),
@@ -853,7 +844,7 @@ class SchwabAdapter:
             self.stream_listening.set()
             self._wake()
             last = time.monotonic()
-            while not self._stream_stop.is_set():
+            while not self._stream.stopping.is_set():
                 try:
                     frame = ws.recv(timeout=0.2)
                 except TimeoutError:

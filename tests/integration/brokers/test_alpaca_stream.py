@@ -167,7 +167,7 @@ def test_wrong_keys_are_fatal(adapters, fake):
     adapter = adapters()
     woken = threading.Event()
     adapter.stream_start(woken.set)
-    adapter._stream_thread.join(5)
+    adapter._stream.join(5)
 
     assert woken.is_set()
     with pytest.raises(BrokerFatal, match="Alpaca refused the stream authentication"):

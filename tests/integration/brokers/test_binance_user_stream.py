@@ -239,7 +239,7 @@ def test_a_bad_signature_is_refused_and_fatal(adapters, account, fake):
     woken = threading.Event()
     adapter.stream_start(woken.set)
     assert woken.wait(5)
-    adapter._stream_thread.join(5)
+    adapter._stream.join(5)
 
     with pytest.raises(BrokerFatal, match=r"refused the user data subscription \(-1022\): Signature"):
         adapter.poll_updates(timezone.now())
@@ -252,7 +252,7 @@ def test_a_wrong_key_is_refused_with_binance_error_shape(adapters, account, fake
     BrokerAccount.objects.filter(pk=account.pk).update(api_key_encrypted="other-key")
     adapter = adapters()
     adapter.stream_start(lambda: None)
-    adapter._stream_thread.join(5)
+    adapter._stream.join(5)
     with pytest.raises(BrokerFatal, match=r"\(-2015\): Invalid API-key"):
         adapter.poll_updates(timezone.now())
 
