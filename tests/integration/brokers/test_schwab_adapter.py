@@ -430,11 +430,11 @@ def test_quote_of_an_unknown_symbol_is_refused_and_a_one_sided_book_is_no_quote(
     assert caught.value.code == "NO_QUOTE"
 
 
-def test_an_order_placed_through_the_oms_on_a_schwab_account_fills_and_opens_a_position(
+def test_an_order_placed_through_the_oms_fills_in_two_parts_and_opens_a_position(
     adapter, fake, trader, schwab_account
 ):
     fake.set_quote("AAPL", D("150.20"), D("150.30"))
-    fake.fills["AAPL"] = [(D("10"), D("150.25"))]
+    fake.fills["AAPL"] = [(D("4"), D("150.25")), (D("6"), D("150.28"))]
     broker_account_sync(account=schwab_account)  # buying power for the pre-trade check
     placed = order_place(
         user=trader,
@@ -443,11 +443,14 @@ def test_an_order_placed_through_the_oms_on_a_schwab_account_fills_and_opens_a_p
         broker_id=schwab_account.pk,
     ).order
     assert placed.broker_id == schwab_account.pk
-    assert placed.status in {"ACCEPTED", "FILLED"}, placed.status_reason
-    order_apply_updates(account=schwab_account, updates=adapter.poll_updates(timezone.now()))
-    placed.refresh_from_db()
-    assert placed.status == "FILLED"
-    assert placed.filled_quantity == D("10")
-    assert placed.average_fill_price == D("150.25")
+    statuses = [placed.status]
+    while placed.status != "FILLED" and len(statuses) < 5:
+        order_apply_updates(account=schwab_account, updates=adapter.poll_updates(timezone.now()))
+        placed.refresh_from_db()
+        statuses.append(placed.status)
+    assert "PARTIALLY_FILLED" in statuses and statuses[-1] == "FILLED", statuses
+    fills = list(placed.fills.order_by("id").values_list("quantity", "price"))
+    assert fills == [(D("4"), D("150.25")), (D("6"), D("150.28"))]
+    assert placed.average_fill_price == D("150.268")
     position = Position.objects.get(user=trader, broker=schwab_account, symbol="AAPL")
-    assert position.quantity == D("10")
+    assert (position.quantity, position.average_cost) == (D("10"), D("150.268"))
