@@ -285,33 +285,24 @@ class DemoMarket:
             if "/" not in symbol:  # Schwab's market data: equities
                 fake.set_quote(symbol, *demo_quote(mid, self.spread_bps))
         done = 0
-        with fake.lock:
-            by_symbol: dict[str, list[dict]] = {}
-            for order in fake.orders.values():
-                if order["status"] in SCHWAB_OPEN:
-                    symbol = order["orderLegCollection"][0]["instrument"]["symbol"]
-                    by_symbol.setdefault(symbol, []).append(order)
-            for symbol in set(fake.fills) - set(by_symbol):
-                fake.fills.pop(symbol)  # a script nobody read: its price is stale
-            for symbol, orders in by_symbol.items():
-                script = []
-                for order in orders:
-                    price = self._price(
-                        ("schwab", order["orderId"]),
-                        side=order["orderLegCollection"][0]["instruction"],
-                        order_type=order["orderType"],
-                        mid=mids.get(symbol),
-                        limit=order.get("price"),
-                        stop=order.get("stopPrice"),
-                    )
-                    if price is None:
-                        break
-                    script.append((max(o["remainingQuantity"] for o in orders), price))
-                if len(script) == len(orders):  # read in any order, every open order fills fully
-                    fake.fills[symbol] = script
-                    done += len(script)
-                else:
-                    fake.fills.pop(symbol, None)
+        with fake.lock:  # reentrant: execute() takes it too; no request sees the one-off script
+            for order in [o for o in fake.orders.values() if o["status"] in SCHWAB_OPEN]:
+                leg = order["orderLegCollection"][0]
+                symbol = leg["instrument"]["symbol"]
+                price = self._price(
+                    ("schwab", order["orderId"]),
+                    side=leg["instruction"],
+                    order_type=order["orderType"],
+                    mid=mids.get(symbol),
+                    limit=order.get("price"),
+                    stop=order.get("stopPrice"),
+                )
+                if price is None:
+                    continue
+                fake.fills[symbol] = [(order["remainingQuantity"], price)]
+                fake.execute(order["orderId"])  # fills now and cues the streamer's subscribers
+                fake.fills.pop(symbol, None)
+                done += 1
         return done
 
     def _step_ibkr(self, fake: FakeTws, mids: dict[str, Decimal]) -> int:
@@ -386,6 +377,8 @@ class Relay:
                 client.close()  # the fake is gone: the client sees the connection close
                 continue
             upstream.settimeout(None)
+            for sock in (client, upstream):  # pass each chunk on at once (no Nagle wait for an ACK)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pumps = [2]
 
             def finish(client=client, upstream=upstream, pumps=pumps) -> None:

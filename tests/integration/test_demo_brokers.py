@@ -234,6 +234,8 @@ def test_schwab_market_order_fills_through_the_oms(demo, fakes, set_mid):
     )
     assert placed.status == "ACCEPTED", placed.status_reason
     assert fakes.market.step() == 1
+    # filled at the fake at once (not when next read), so the streamer's cue goes out now
+    assert fakes.schwab.orders[int(placed.broker_order_id)]["status"] == "FILLED"
     order_apply_updates(account=account, updates=poll_until(account, has_fill))
     placed.refresh_from_db()
     assert (placed.status, placed.filled_quantity, placed.average_fill_price) == (
