@@ -329,8 +329,8 @@ class LimitedAdapter:
     def replace(self, ref, change):
         return self._call("replace", ref, change)
 
-    def get_order(self, client_order_id):
-        return self._call("get_order", client_order_id)
+    def get_order(self, client_order_id, broker_order_id=None):
+        return self._call("get_order", client_order_id, broker_order_id)
 
     def open_orders(self):
         return self._call("open_orders")

@@ -122,7 +122,7 @@ def reconcile_account(*, account: BrokerAccount) -> ReconcileReport:
     for order in open_orders:
         report.checked += 1
         try:
-            state = adapter.get_order(order.client_order_id)
+            state = adapter.get_order(order.client_order_id, order.broker_order_id or None)
         except (BrokerError, OSError) as exc:
             logger.warning("reconciliation: %s cannot answer for %s: %s", account, order.client_order_id, exc)
             report.unreachable += 1

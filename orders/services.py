@@ -666,13 +666,18 @@ def order_apply_updates(
     with transaction.atomic():
         orders: dict[str, Order] = {}
         for update in updates:
-            order = orders.get(update.client_order_id)
+            key = update.client_order_id or f"#{update.broker_order_id}"
+            order = orders.get(key)
             if order is None:
-                order = (
-                    Order.objects.select_for_update()
-                    .filter(user_id=account.user_id, client_order_id=update.client_order_id)
-                    .first()
+                # a broker without client order ids (Schwab) names another process's order by its id
+                found = (
+                    Order.objects.filter(user_id=account.user_id, client_order_id=update.client_order_id)
+                    if update.client_order_id
+                    else Order.objects.filter(broker=account, broker_order_id=update.broker_order_id)
+                    if update.broker_order_id
+                    else Order.objects.none()
                 )
+                order = found.select_for_update().first()
                 if order is None:
                     logger.error(
                         "broker %s reported %s for unknown order %s",
@@ -692,7 +697,7 @@ def order_apply_updates(
                         },
                     )
                     continue
-                orders[update.client_order_id] = order
+                orders[key] = order
             filled |= _apply_one(order, account, update)
             last = order
             if update.kind not in _BOOK_NEUTRAL:

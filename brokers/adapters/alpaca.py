@@ -605,7 +605,7 @@ class AlpacaAdapter:
             *self._updates(new, timezone.now()),
         ]
 
-    def get_order(self, client_order_id: str) -> BrokerOrderState | None:
+    def get_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrderState | None:
         order = self._by_client_id(client_order_id)
         if order is None:
             return None

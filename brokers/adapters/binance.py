@@ -684,7 +684,7 @@ class BinanceAdapter:
             average_fill_price=(quote_total / executed) if executed else None,
         )
 
-    def get_order(self, client_order_id: str) -> BrokerOrderState | None:
+    def get_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrderState | None:
         symbol = self._symbol_for(client_order_id)
         if symbol is None:
             return None

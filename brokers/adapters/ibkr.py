@@ -233,7 +233,7 @@ class IbkrAdapter:
         body = {"client_order_id": ref.client_order_id, "change": codec.change_to_json(change)}
         return self._updates(self._post("replace", body, write=True))
 
-    def get_order(self, client_order_id: str) -> BrokerOrderState | None:
+    def get_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrderState | None:
         data = self._post("order", {"client_order_id": client_order_id})
         return None if data.get("order") is None else codec.state_from_json(data["order"])
 

@@ -375,7 +375,7 @@ class PaperAdapter:
             else None,
         )
 
-    def get_order(self, client_order_id: str) -> BrokerOrderState | None:
+    def get_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrderState | None:
         po = PaperOrder.objects.filter(account_id=self.account_id, client_order_id=client_order_id).first()
         return None if po is None else self._state(po)
 

@@ -50,6 +50,7 @@ sent as strings with 2 decimals (>= $1) or 4 (below).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -99,6 +100,7 @@ logger = logging.getLogger(__name__)
 
 TRADER_URL = "https://api.schwabapi.com/trader/v1"
 MARKETDATA_URL = "https://api.schwabapi.com/marketdata/v1"
+ORDER_LOOKBACK_DAYS = 7  # orders entered this long ago are still followed by poll_updates
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TOKEN_URL = "https://api.schwabapi.com/v1/oauth/token"
 DEFAULT_TIMEOUT_SECONDS = 10
@@ -559,6 +561,16 @@ class SchwabAdapter:
         self._adopt(cid, order_id)
         return self._updates(cid, self._get(f"{path}/{order_id}"))
 
+    def _track(self, cid: str, order_id: str) -> None:
+        """Follow an order sent elsewhere (another process): already acknowledged; fills it had
+        before are reported again and the service skips them by their fill ids."""
+        with self._lock:
+            if cid not in self._seen:
+                self._seen[cid] = _Seen(
+                    broker_order_id=order_id, spec={}, sent_at=timezone.now(), accepted=True
+                )
+                self._owner[order_id] = cid
+
     def _adopt(self, cid: str, order_id: str) -> None:
         with self._lock:
             self._seen[cid].broker_order_id = order_id
@@ -636,11 +648,23 @@ class SchwabAdapter:
                 same = same and name in raw and _dec(raw[name]) == Decimal(spec[name])
         return same
 
-    def get_order(self, client_order_id: str) -> BrokerOrderState | None:
+    def get_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrderState | None:
+        """Schwab has no client order ids. An order this process sent is known by its id (or
+        found by its spec after a lost answer); another process's order needs ``broker_order_id``
+        (the service stores it) and is then followed here too. Without either, absence cannot be
+        told from not knowing: that is an unknown outcome, never None."""
         seen = self._seen.get(client_order_id)
-        if seen is None:
-            return None  # never sent by this process: Schwab has no client order ids to search by
         path = f"/accounts/{self._account_hash()}/orders"
+        if seen is None:
+            if not broker_order_id:
+                raise BrokerUnknownOutcome(
+                    f"Schwab has no client order ids and this process did not send {client_order_id}: "
+                    "it can be looked up by its Schwab order id only",
+                    code="UNKNOWN_HERE",
+                )
+            raw = self._get(f"{path}/{broker_order_id}")
+            self._track(client_order_id, str(raw["orderId"]))
+            return self._state(client_order_id, raw)
         if not seen.broker_order_id:
             since = seen.sent_at - dt.timedelta(seconds=5)
             params = {
@@ -676,9 +700,7 @@ class SchwabAdapter:
         self._request("DELETE", path)
         raw = self._get(path)
         cid = ref.client_order_id
-        if cid not in self._seen:
-            self._seen[cid] = _Seen(broker_order_id=order_id, spec={}, sent_at=timezone.now(), accepted=True)
-            self._owner[order_id] = cid
+        self._track(cid, order_id)
         updates = self._updates(cid, raw)
         return updates  # a PENDING_CANCEL order reports CANCELLED with a later poll
 
@@ -744,11 +766,37 @@ class SchwabAdapter:
             path = f"/accounts/{self._account_hash()}/orders"
             updates: list[BrokerOrderUpdate] = []
             for cid, seen in list(self._seen.items()):
-                if seen.broker_order_id and seen.status is OPEN:
+                if seen.broker_order_id and seen.status is OPEN and not cid.startswith("#"):
                     updates += self._updates(cid, self._get(f"{path}/{seen.broker_order_id}"))
+            updates += self._others(path, now)  # "#<id>": another process's, followed there
         except BrokerError:
             self._cue.set()  # nothing was read for sure: the next poll tries again
             raise
+        return updates
+
+    def _others(self, path: str, now: dt.datetime) -> list[BrokerOrderUpdate]:
+        """Changes of orders another process sent (the feed worker did not place them): read from
+        the account's order list and reported with an empty client order id, by Schwab order id,
+        which the service resolves. An order first seen closed is only noted (reconciliation, which
+        knows its id, settles an order that opened and closed between two polls)."""
+        lookback = dt.timedelta(days=getattr(settings, "SCHWAB_ORDER_LOOKBACK_DAYS", ORDER_LOOKBACK_DAYS))
+        params = {
+            "fromEnteredTime": _schwab_time(now - lookback),
+            "toEnteredTime": _schwab_time(now + dt.timedelta(minutes=1)),
+        }
+        updates: list[BrokerOrderUpdate] = []
+        for raw in self._get(path, params):
+            order_id = str(raw["orderId"])
+            if order_id in self._owner:
+                continue  # this process's own, read above
+            key = f"#{order_id}"
+            first = key not in self._seen
+            if first:
+                self._seen[key] = _Seen(broker_order_id=order_id, spec={}, sent_at=now, accepted=True)
+            found = self._updates(key, raw)
+            if first and order_status(raw["status"]) is not OPEN:
+                continue
+            updates += [dataclasses.replace(u, client_order_id="") for u in found]
         return updates
 
     # --- the ACCT_ACTIVITY streamer -------------------------------------------------------------

@@ -12,8 +12,10 @@ Method table (required for every adapter):
 ``place(request)``             send a new order; returns the updates known at once
 ``cancel(ref)``                ask to cancel; returns the updates known at once
 ``replace(ref, change)``       cancel-replace quantity/prices/TIF; returns updates
-``get_order(client_order_id)`` the broker's view of one order (None if it never arrived);
-                               this is how a timed-out submission is resolved
+``get_order(client_order_id,   the broker's view of one order (None if it never arrived);
+  broker_order_id=None)``      this is how a timed-out submission is resolved; the broker's
+                               id, when the service knows it, lets a broker without client
+                               order ids (Schwab) answer in any process
 ``open_orders()``              the broker's open orders, for reconciliation
 ``positions()``                the broker's positions, for reconciliation
 ``account()``                  cash, buying power and total value
@@ -245,7 +247,9 @@ class BrokerAdapter(Protocol):
 
     def replace(self, ref: OrderRef, change: OrderChange) -> list[BrokerOrderUpdate]: ...
 
-    def get_order(self, client_order_id: str) -> BrokerOrderState | None: ...
+    def get_order(
+        self, client_order_id: str, broker_order_id: str | None = None
+    ) -> BrokerOrderState | None: ...
 
     def open_orders(self) -> list[BrokerOrderState]: ...
 

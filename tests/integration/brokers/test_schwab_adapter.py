@@ -27,6 +27,7 @@ from brokers.models import BrokerAccount
 from brokers.services import adapter_for, adapters_reset, broker_account_sync
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
 from orders.models import Position
+from orders.reconcile import reconcile_account
 from orders.services import Actor, order_apply_updates, order_place
 from tests.builders import order_request
 from tests.fakes.schwab import FakeSchwab
@@ -284,8 +285,10 @@ def test_timeout_on_place_is_unknown_then_resolved_by_searching_recent_orders(se
     assert kinds(updates) == [UpdateKind.ACCEPTED, UpdateKind.FILL]
 
 
-def test_get_order_of_a_client_id_never_sent_is_none(adapter):
-    assert adapter.get_order("never-sent") is None
+def test_get_order_of_a_client_id_never_sent_here_is_unknown_not_absent(adapter):
+    # Schwab cannot be asked by client id: "None" (never received) would be a guess
+    with pytest.raises(BrokerUnknownOutcome):
+        adapter.get_order("never-sent")
 
 
 def test_server_error_on_place_is_unknown_and_on_read_is_retryable(adapter, fake):
@@ -454,3 +457,83 @@ def test_an_order_placed_through_the_oms_fills_in_two_parts_and_opens_a_position
     assert placed.average_fill_price == D("150.268")
     position = Position.objects.get(user=trader, broker=schwab_account, symbol="AAPL")
     assert (position.quantity, position.average_cost) == (D("10"), D("150.268"))
+
+
+def test_a_process_that_did_not_place_an_order_follows_it_by_its_schwab_id(
+    adapter, fake, trader, schwab_account
+):
+    """Schwab has no client order ids: the feed worker (another process) did not place the
+    order, so it reports the order's fills by Schwab order id, and the OMS resolves that."""
+    fake.set_quote("AAPL", D("150.20"), D("150.30"))
+    fake.fill_on_place = fake.fill_on_read = False
+    broker_account_sync(account=schwab_account)
+    placed = order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="10", order_type="LIMIT", price="150.30"),
+        actor=Actor.for_user(trader),
+        broker_id=schwab_account.pk,
+    ).order
+    assert placed.status == "ACCEPTED"
+    worker = SchwabAdapter(schwab_account)  # the feed worker's adapter: it never saw this order
+    assert worker.poll_updates(timezone.now()) == []  # first seen open, nothing filled: nothing new
+
+    fake.fills["AAPL"] = [(D("4"), D("150.25")), (D("6"), D("150.28"))]
+    fake.execute(int(placed.broker_order_id))
+    updates = worker.poll_updates(timezone.now())
+    assert [(u.kind, u.client_order_id, u.broker_order_id) for u in updates] == [
+        (UpdateKind.FILL, "", placed.broker_order_id)
+    ]
+    order_apply_updates(account=schwab_account, updates=updates)
+    placed.refresh_from_db()
+    assert (placed.status, placed.filled_quantity) == ("PARTIALLY_FILLED", D("4"))
+
+    fake.execute(int(placed.broker_order_id))
+    order_apply_updates(account=schwab_account, updates=worker.poll_updates(timezone.now()))
+    placed.refresh_from_db()
+    assert (placed.status, placed.filled_quantity) == ("FILLED", D("10"))
+    assert not placed.events.filter(event_type="BROKER_ANOMALY").exists()
+
+
+def test_another_process_looks_an_order_up_by_its_schwab_id_never_guessing_absence(
+    adapter, fake, trader, schwab_account
+):
+    placed = adapter.place(order(cid="tm-elsewhere", order_type=OrderType.LIMIT, price=D("150.00")))
+    schwab_id = placed[0].broker_order_id
+    other = SchwabAdapter(schwab_account)  # e.g. the reconciliation task in the Celery worker
+
+    with pytest.raises(BrokerUnknownOutcome, match="looked up by its Schwab order id only"):
+        other.get_order("tm-elsewhere")  # not None: that would read as "never received"
+    state = other.get_order("tm-elsewhere", schwab_id)
+    assert (state.client_order_id, state.broker_order_id, state.status) == (
+        "tm-elsewhere",
+        schwab_id,
+        BrokerOrderStatus.OPEN,
+    )
+
+
+def test_after_a_restart_reconciliation_repairs_a_fill_the_service_missed(
+    adapter, fake, trader, schwab_account
+):
+    fake.set_quote("AAPL", D("150.20"), D("150.30"))
+    fake.fill_on_place = fake.fill_on_read = False
+    broker_account_sync(account=schwab_account)
+    placed = order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="10", order_type="LIMIT", price="150.30"),
+        actor=Actor.for_user(trader),
+        broker_id=schwab_account.pk,
+    ).order
+    # while the service is down, Schwab fills the order
+    fake.fills["AAPL"] = [(D("10"), D("150.26"))]
+    fake.execute(int(placed.broker_order_id))
+    adapters_reset()  # the restart: no adapter remembers the order
+
+    report = reconcile_account(account=schwab_account)
+
+    placed.refresh_from_db()
+    assert (placed.status, placed.filled_quantity, placed.average_fill_price) == (
+        "FILLED",
+        D("10"),
+        D("150.26"),
+    )
+    assert report.repaired == {placed.client_order_id: ["filled 10 at the broker"]}

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 class UnansweringBroker(PaperAdapter):
     """The paper venue whose order lookups time out."""
 
-    def get_order(self, client_order_id):
+    def get_order(self, client_order_id, broker_order_id=None):
         raise BrokerUnknownOutcome("lookup timed out")
 
 
