@@ -741,11 +741,20 @@ def _anomaly(order: Order, update: BrokerOrderUpdate, problem: str) -> None:
     )
 
 
+_CLOSED_BY = {
+    UpdateKind.CANCELLED: OrderStatus.CANCELLED.value,
+    UpdateKind.EXPIRED: OrderStatus.EXPIRED.value,
+    UpdateKind.REJECTED: OrderStatus.REJECTED.value,
+}
+
+
 def _apply_one(order: Order, account: BrokerAccount, update: BrokerOrderUpdate) -> bool:
     """Apply one update to a locked order. Returns True when a fill was booked."""
     event = _EVENT_FOR_KIND[update.kind]
     if update.kind is UpdateKind.FILL:
         return _apply_fill(order, account, update)
+    if _CLOSED_BY.get(update.kind) == order.status:
+        return False  # the update that closed the order, delivered again (at-least-once streams)
     fields: list[str] = []
     if (
         update.kind is UpdateKind.ACCEPTED

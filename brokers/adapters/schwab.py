@@ -101,6 +101,7 @@ logger = logging.getLogger(__name__)
 TRADER_URL = "https://api.schwabapi.com/trader/v1"
 MARKETDATA_URL = "https://api.schwabapi.com/marketdata/v1"
 ORDER_LOOKBACK_DAYS = 7  # orders entered this long ago are still followed by poll_updates
+FOLLOW_MARGIN_SECONDS = 60  # an order entered this long before the first poll counts as new
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TOKEN_URL = "https://api.schwabapi.com/v1/oauth/token"
 DEFAULT_TIMEOUT_SECONDS = 10
@@ -267,6 +268,7 @@ class SchwabAdapter:
         self._refresh_token: str | None = None  # from the account until Schwab rotates it
         self._refresh_issued: dt.datetime | None = None  # of a rotated refresh token
         self._hash: str | None = None
+        self._following_since: dt.datetime | None = None  # first read of the account's order list
         self._seen: dict[str, _Seen] = {}  # by our client_order_id
         self._owner: dict[str, str] = {}  # Schwab order id -> our client_order_id
         self._lock = threading.RLock()
@@ -561,6 +563,10 @@ class SchwabAdapter:
         self._adopt(cid, order_id)
         return self._updates(cid, self._get(f"{path}/{order_id}"))
 
+    def _entered_before_following(self, raw: dict) -> bool:
+        entered = stored_time(raw.get("enteredTime"))
+        return entered is None or self._following_since is None or entered < self._following_since
+
     def _track(self, cid: str, order_id: str) -> None:
         """Follow an order sent elsewhere (another process): already acknowledged; fills it had
         before are reported again and the service skips them by their fill ids."""
@@ -777,13 +783,17 @@ class SchwabAdapter:
     def _others(self, path: str, now: dt.datetime) -> list[BrokerOrderUpdate]:
         """Changes of orders another process sent (the feed worker did not place them): read from
         the account's order list and reported with an empty client order id, by Schwab order id,
-        which the service resolves. An order first seen closed is only noted (reconciliation, which
-        knows its id, settles an order that opened and closed between two polls)."""
+        which the service resolves. An order first seen closed is reported only if it was entered
+        after this adapter began to follow the account (it opened and closed between two polls);
+        older closed orders were settled before (and reconciliation, which knows their ids,
+        settles any other)."""
         lookback = dt.timedelta(days=getattr(settings, "SCHWAB_ORDER_LOOKBACK_DAYS", ORDER_LOOKBACK_DAYS))
         params = {
             "fromEnteredTime": _schwab_time(now - lookback),
             "toEnteredTime": _schwab_time(now + dt.timedelta(minutes=1)),
         }
+        if self._following_since is None:
+            self._following_since = now - dt.timedelta(seconds=FOLLOW_MARGIN_SECONDS)
         updates: list[BrokerOrderUpdate] = []
         for raw in self._get(path, params):
             order_id = str(raw["orderId"])
@@ -794,7 +804,7 @@ class SchwabAdapter:
             if first:
                 self._seen[key] = _Seen(broker_order_id=order_id, spec={}, sent_at=now, accepted=True)
             found = self._updates(key, raw)
-            if first and order_status(raw["status"]) is not OPEN:
+            if first and order_status(raw["status"]) is not OPEN and self._entered_before_following(raw):
                 continue
             updates += [dataclasses.replace(u, client_order_id="") for u in found]
         return updates

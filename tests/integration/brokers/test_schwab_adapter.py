@@ -26,9 +26,9 @@ from brokers.domain.adapter import (
 from brokers.models import BrokerAccount
 from brokers.services import adapter_for, adapters_reset, broker_account_sync
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
-from orders.models import Position
+from orders.models import OrderEvent, Position
 from orders.reconcile import reconcile_account
-from orders.services import Actor, order_apply_updates, order_place
+from orders.services import Actor, order_apply_updates, order_cancel, order_place
 from tests.builders import order_request
 from tests.fakes.schwab import FakeSchwab
 from trademaster.crypto import Sealed
@@ -537,3 +537,40 @@ def test_after_a_restart_reconciliation_repairs_a_fill_the_service_missed(
         D("150.26"),
     )
     assert report.repaired == {placed.client_order_id: ["filled 10 at the broker"]}
+
+
+def test_the_worker_reports_an_order_that_opened_and_closed_between_two_of_its_polls(
+    adapter, fake, trader, schwab_account
+):
+    fake.set_quote("AAPL", D("150.20"), D("150.30"))
+    fake.fill_on_read = False
+    broker_account_sync(account=schwab_account)
+    worker = SchwabAdapter(schwab_account)
+    assert worker.poll_updates(timezone.now()) == []  # the worker follows the account from here
+    # the web process places two orders: one fills at once, the other is cancelled by the trader
+    fake.fills["AAPL"] = [(D("10"), D("150.29"))]
+    filled = order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="10"),
+        actor=Actor.for_user(trader),
+        broker_id=schwab_account.pk,
+    ).order
+    resting = order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="5", order_type="LIMIT", price="149.00"),
+        actor=Actor.for_user(trader),
+        broker_id=schwab_account.pk,
+    ).order
+    order_cancel(user=trader, order_id=resting.pk, actor=Actor.for_user(trader))
+    order_apply_updates(account=schwab_account, updates=adapter.poll_updates(timezone.now()))
+    resting.refresh_from_db()
+    assert resting.status == "CANCELLED"
+
+    # the worker's next poll sees both closed: the fill is new to it, the cancel is not new to the OMS
+    updates = worker.poll_updates(timezone.now())
+    assert {(u.kind, u.broker_order_id) for u in updates} >= {(UpdateKind.FILL, filled.broker_order_id)}
+    order_apply_updates(account=schwab_account, updates=updates)
+    filled.refresh_from_db()
+    assert (filled.status, filled.filled_quantity) == ("FILLED", D("10"))
+    assert filled.fills.count() == 1  # the web process had booked it already: not twice
+    assert not OrderEvent.objects.filter(event_type="BROKER_ANOMALY").exists()
