@@ -602,17 +602,14 @@ def _resolve_unknown_submission(
                 data={"error": str(exc), "lookup_error": str(lookup_exc)},
             )
         return order
-    if state is None:  # never arrived: safe to send elsewhere, or to reject
+    if state is None:  # never arrived: safe to send elsewhere, or to send again later
         moved = _failover(order, account, f"not received by {account} ({exc})", tried)
         if moved is not None:
             return moved
-        with transaction.atomic():
-            order = _lock(order.pk)
-            _transition(
-                order, OrderEventType.REJECT, actor=SYSTEM, reason=f"not received by the broker ({exc})"
-            )
-            risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
-        return order
+        # like a refusal for now: the same broker gets it again after a pause (SUBMIT_DEFERRED),
+        # and the order is rejected only when the re-sends run out
+        not_received = BrokerRetryable(f"not received by the broker ({exc})", code="NOT_RECEIVED")
+        return _defer(order, account, not_received)
     updates = [
         BrokerOrderUpdate(UpdateKind.ACCEPTED, order.client_order_id, state.broker_order_id, timezone.now())
     ]

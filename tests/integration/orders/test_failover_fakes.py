@@ -6,6 +6,7 @@ account; the paper accounts every user gets are switched off so only these two c
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from decimal import Decimal as D
 
@@ -15,7 +16,7 @@ from django.utils import timezone
 from brokers.models import BrokerAccount
 from brokers.services import adapter_for, adapters_reset, broker_account_sync
 from orders.models import OrderEvent
-from orders.services import Actor, order_apply_updates, order_place
+from orders.services import Actor, order_apply_updates, order_place, orders_resend_due
 from tests.builders import order_request
 from tests.fakes.alpaca import FakeAlpaca
 from tests.fakes.schwab import FakeSchwab
@@ -128,3 +129,27 @@ def test_a_submission_that_never_arrived_moves_to_the_other_broker(trader, fakes
 
 def _poll(account):
     return adapter_for(account).poll_updates(timezone.now())
+
+
+def test_a_submission_that_never_arrived_at_a_named_broker_is_sent_again_later(trader, fakes, brokers):
+    alpaca_fake, _ = fakes
+    alpaca, _ = brokers
+    alpaca_fake.fail_next(503, {"code": 50300000, "message": "service unavailable"})  # not taken
+
+    order = order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="10"),
+        actor=Actor.for_user(trader),
+        broker_id=alpaca.pk,  # named: it cannot move
+    ).order
+
+    # looked up, not there: kept and sent again after a pause, not rejected
+    assert (order.status, order.broker_id) == ("SUBMITTED", alpaca.pk)
+    [deferred] = OrderEvent.objects.filter(order=order, event_type="SUBMIT_DEFERRED").values_list(
+        "data", flat=True
+    )
+    assert deferred["broker_code"] == "NOT_RECEIVED"
+    assert orders_resend_due(now=timezone.now() + dt.timedelta(minutes=1)) == 1
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity) == ("FILLED", D("10"))
+    assert [o["client_order_id"] for o in alpaca_fake.orders.values()] == [order.client_order_id]
