@@ -145,8 +145,14 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "submitted_at",
             "filled_at",
             "cancelled_at",
+            "resend_at",
+            "send_attempts",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "resend_at": {"help_text": "a placement the broker refused for now is sent again at this time"},
+            "send_attempts": {"help_text": "how many times the broker refused this placement for now"},
+        }
 
 
 class OrderEventOutputSerializer(serializers.ModelSerializer):

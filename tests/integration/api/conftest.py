@@ -29,7 +29,7 @@ def stable(order: dict) -> dict:
     """
     body = dict(order)
     assert isinstance(body.pop("id"), int)
-    for key in ("created_at", "updated_at", "submitted_at", "filled_at", "cancelled_at"):
+    for key in ("created_at", "updated_at", "submitted_at", "filled_at", "cancelled_at", "resend_at"):
         if body[key] is not None:
             assert is_timestamp(body[key]), (key, body[key])
             body[key] = TIMESTAMP
@@ -71,6 +71,8 @@ def expected_order(**fields) -> dict:
         "submitted_at": TIMESTAMP,
         "filled_at": None,
         "cancelled_at": None,
+        "resend_at": None,
+        "send_attempts": 0,
     }
     unknown = set(fields) - set(body)
     assert not unknown, unknown

@@ -123,6 +123,9 @@ def test_a_429_defers_the_order_and_it_is_sent_once_after_the_advised_time(trade
     assert deferred["retry_at"] == order.resend_at.isoformat()
     assert "Too many requests" in deferred["message"]
     assert risk_book_totals(user_id=trader.pk).open_orders == 1  # still reserved while it waits
+    shown = bearer_client(trader).get(f"/api/v1/orders/{order.pk}/").json()  # integrators see when
+    assert (shown["status"], shown["send_attempts"]) == ("SUBMITTED", 1)
+    assert dt.datetime.fromisoformat(shown["resend_at"].replace("Z", "+00:00")) == order.resend_at
 
     # not before the advised time, whoever asks
     clock(start + dt.timedelta(seconds=6))
