@@ -14,7 +14,8 @@ Tests script it:
   right after placing);
 - ``fake.reject_next = "reason"``: the next placed order is created ``REJECTED`` with that
   ``statusDescription``;
-- ``fake.fail_next(status, body, headers)``: the next trader call gets that canned reply;
+- ``fake.fail_next(status, body, headers)``: the next trader call gets that canned reply
+  (``fake.fail_next_read(status, body)``: the next GET);
 - ``fake.delay_next(seconds)``: the next trader call is processed but its reply is held back;
 - ``fake.expire_access_token()`` / ``fake.refresh_token_expired = True``.
 
@@ -102,6 +103,7 @@ class FakeSchwab:
         }
         self.requests: list[tuple[str, str, Any]] = []
         self._canned: deque[tuple[int, Any, dict[str, str]]] = deque()
+        self._canned_reads: deque[tuple[int, Any, dict[str, str]]] = deque()
         self.quotes: dict[str, dict[str, Any]] = {}
         self._delay: deque[float] = deque()
         self._release = threading.Event()
@@ -176,6 +178,10 @@ class FakeSchwab:
                 "lastPrice": (bid + ask) / 2 if last is None else last,
                 "quoteTime": int(time.time() * 1000),
             }
+
+    def fail_next_read(self, status: int, body: Any) -> None:
+        """The next GET under /trader/v1 gets this reply (writes are served as usual meanwhile)."""
+        self._canned_reads.append((status, body, {}))
 
     def fail_next(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._canned.append((status, body, headers or {}))
@@ -674,6 +680,8 @@ def _handler(fake: FakeSchwab) -> type[BaseHTTPRequestHandler]:
                     status, payload, headers = 401, {"message": "Unauthorized", "errors": []}, {}
                 elif fake._canned:
                     status, payload, headers = fake._canned.popleft()
+                elif method == "GET" and fake._canned_reads:
+                    status, payload, headers = fake._canned_reads.popleft()
                 else:
                     try:
                         status, payload, headers = fake.route(method, path, query, body)

@@ -24,9 +24,10 @@ from brokers.domain.adapter import (
     UpdateKind,
 )
 from brokers.models import BrokerAccount
+from brokers.ratelimit import rate_store_reset
 from brokers.services import adapter_for, adapters_reset, broker_account_sync
 from orders.domain.enums import AssetClass, OrderType, Side, TimeInForce
-from orders.models import OrderEvent, Position
+from orders.models import Order, OrderEvent, Position
 from orders.reconcile import reconcile_account
 from orders.services import Actor, order_apply_updates, order_cancel, order_place
 from tests.builders import order_request
@@ -574,3 +575,44 @@ def test_the_worker_reports_an_order_that_opened_and_closed_between_two_of_its_p
     assert (filled.status, filled.filled_quantity) == ("FILLED", D("10"))
     assert filled.fills.count() == 1  # the web process had booked it already: not twice
     assert not OrderEvent.objects.filter(event_type="BROKER_ANOMALY").exists()
+
+
+@pytest.mark.parametrize("same_process", [True, False], ids=["same-process", "other-process"])
+def test_a_lost_answer_whose_lookup_also_failed_is_settled_by_reconciliation_not_lost(
+    settings, adapter, fake, trader, schwab_account, same_process
+):
+    """Double fault: Schwab takes the order but its answer is late, and the lookup that follows
+    fails too. The order stays SUBMITTED (uncertain), and reconciliation finds it by its details:
+    it is never rejected while it works at Schwab, and nothing executes there unmapped."""
+    settings.SCHWAB_TIMEOUT_SECONDS = 0.5
+    adapters_reset()
+    schwab_adapter = adapter_for(schwab_account)
+    fake.set_quote("AAPL", D("150.20"), D("150.30"))
+    fake.fills["AAPL"] = [(D("10"), D("150.27"))]
+    broker_account_sync(account=schwab_account)
+    fake.delay_next(2)  # the placement is processed, its answer comes after the timeout
+    fake.fail_next_read(500, {"message": "Internal Server Error", "errors": []})  # the lookup fails
+    order_place(
+        user=trader,
+        request=order_request(symbol="AAPL", quantity="10", client_order_id="tm-double"),
+        actor=Actor.for_user(trader),
+        broker_id=schwab_account.pk,
+    )
+    order = Order.objects.get(client_order_id="tm-double")
+    assert order.status == "SUBMITTED"
+    assert order.events.filter(event_type="SUBMIT_UNCERTAIN").exists()
+
+    rate_store_reset()  # a second later: the cooldown the 500 started is over
+    if not same_process:
+        adapters_reset()  # reconciliation in another process (or after a restart): no memory of it
+    report = reconcile_account(account=schwab_account)
+
+    order.refresh_from_db()
+    [at_schwab] = fake.orders.values()
+    if same_process:  # found by its details, with its fill
+        assert schwab_adapter is adapter_for(schwab_account)
+        assert order.broker_order_id == str(at_schwab["orderId"])
+        assert (order.status, order.filled_quantity) == ("FILLED", D("10"))
+        assert report.repaired[order.client_order_id]
+    else:  # cannot be told from absent here: left as it is for a person to look at, never rejected
+        assert (order.status, report.unreachable) == ("SUBMITTED", 1)
