@@ -7,6 +7,8 @@ Production sets ``DATABASE_URL``, ``REDIS_URL``, ``SECRET_KEY`` and ``TRADEMASTE
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -331,9 +333,13 @@ BROKER_ADAPTERS = {
 }
 # --- brokers: Interactive Brokers gateway ---
 # `manage.py run_ib_gateway` holds the TWS connections (ib_async) and serves a JSON bridge on
-# loopback; the ibkr adapter calls it with the shared token. Set a real token outside development.
+# loopback; the ibkr adapter calls it with the shared token: IB_GATEWAY_TOKEN, or one derived from
+# SECRET_KEY (which every process of the service shares), never a fixed default.
 IB_GATEWAY_URL = os.environ.get("IB_GATEWAY_URL", "http://127.0.0.1:7510")
-IB_GATEWAY_TOKEN = os.environ.get("IB_GATEWAY_TOKEN", "dev-ib-gateway-token")
+IB_GATEWAY_TOKEN = (
+    os.environ.get("IB_GATEWAY_TOKEN")
+    or hmac.new(SECRET_KEY.encode(), b"trademaster ib gateway", hashlib.sha256).hexdigest()
+)
 IB_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("IB_GATEWAY_TIMEOUT_SECONDS", "15"))  # adapter -> bridge
 IB_GATEWAY_STREAM_WAIT_SECONDS = float(os.environ.get("IB_GATEWAY_STREAM_WAIT_SECONDS", "20"))  # long poll
 # TWS / IB Gateway defaults; an account's credentials JSON {"host", "port", "client_id"} overrides them
