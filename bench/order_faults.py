@@ -94,8 +94,18 @@ def main() -> int:
     if not D(0) <= args.fault_percent * len(FAULT_KINDS) <= D(100):
         parser.error("--fault-percent times the five fault kinds must be within 0..100")
 
-    var_dir = tempfile.mkdtemp(prefix="tm-bench-faults-")
-    os.environ.update(DJANGO_SETTINGS_MODULE="trademaster.settings", TRADEMASTER_VAR_DIR=var_dir)
+    return in_throwaway_database(args, run, prefix="tm-bench-faults-")
+
+
+def in_throwaway_database(
+    args: argparse.Namespace, run, *, prefix: str, env: dict[str, str] | None = None
+) -> int:
+    """``run(args)`` with Django on a fresh database (``args.db``: a SQLite file in a temporary
+    folder, or ``args.database_url`` created and dropped) and ``env`` set; everything removed after."""
+    var_dir = tempfile.mkdtemp(prefix=prefix)
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="trademaster.settings", TRADEMASTER_VAR_DIR=var_dir, **(env or {})
+    )
     server = name = None
     if args.db == "postgres":
         server, name = fresh_database(args.database_url)

@@ -60,9 +60,7 @@ import json
 import logging
 import os
 import random
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -70,8 +68,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import httpx
-from benchdb import drop_database, fresh_database
-from order_faults import GOAL_PERCENT, ms, pct, percent
+from order_faults import GOAL_PERCENT, in_throwaway_database, ms, pct, percent
 
 ROOT = Path(__file__).resolve().parent.parent
 MIDS = {"AAPL": D("190.00"), "MSFT": D("410.00")}
@@ -117,30 +114,10 @@ def main() -> int:
     if not D(0) <= args.fault_percent * len(FAULT_KINDS) <= D(100):
         parser.error("--fault-percent times the four fault kinds must be within 0..100")
 
-    var_dir = tempfile.mkdtemp(prefix="tm-bench-wire-")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="trademaster.settings",
-        TRADEMASTER_VAR_DIR=var_dir,
-        BROKER_RATE_LIMITS=json.dumps(LIMITS),
-    )
     os.environ.pop("REDIS_URL", None)  # in-process limiter and cooldowns: nothing left from another run
-    server = name = None
-    if args.db == "postgres":
-        server, name = fresh_database(args.database_url)
-        os.environ["DATABASE_URL"] = args.database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-        os.environ["SQLITE_PATH"] = str(Path(var_dir) / "bench.sqlite3")
-    sys.path.insert(0, str(ROOT))
-    try:
-        return run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if server is not None:
-            drop_database(server, name)
-        shutil.rmtree(var_dir, ignore_errors=True)
+    return in_throwaway_database(
+        args, run, prefix="tm-bench-wire-", env={"BROKER_RATE_LIMITS": json.dumps(LIMITS)}
+    )
 
 
 def timed(base: type, label: str) -> type:
