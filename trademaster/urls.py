@@ -4,7 +4,6 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from brokers.api import views as broker_api
-from orders import views as pages
 from orders.api import views as order_api
 from risk.api import views as risk_api
 from routing.api import views as routing_api
@@ -53,8 +52,5 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("", pages.dashboard, name="dashboard"),
-    path("orders/new/", pages.order_new, name="order-new"),
-    path("orders/<int:order_id>/", pages.order_detail, name="order-page"),
-    path("orders/<int:order_id>/cancel/", pages.order_cancel, name="order-cancel-page"),
+    path("", include("orders.pages.urls")),
 ]
