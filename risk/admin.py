@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from orders import services as order_services
 from risk.book import risk_book_verify
 from risk.domain.context import TradingState
-from risk.models import Reservation, RiskAlert, RiskBook, RiskProfile
+from risk.models import EquitySample, Reservation, RiskAlert, RiskBook, RiskProfile
 from risk.monitoring import risk_alert_acknowledge
 from risk.services import Authority, trading_state_set
 
@@ -199,3 +199,20 @@ class RiskBookAdmin(admin.ModelAdmin):
             self.message_user(request, f"Rebuilt out-of-step books of: {names}.", messages.WARNING)
         else:
             self.message_user(request, f"{queryset.count()} book(s) in step with positions and orders.")
+
+
+@admin.register(EquitySample)
+class EquitySampleAdmin(admin.ModelAdmin):
+    """The equity samples behind the dashboard chart: written by the risk monitor, read-only."""
+
+    list_display = ["user", "at", "equity", "daily_pnl"]
+    list_filter = [("at", admin.DateFieldListFilter)]
+    search_fields = ["user__username"]
+    date_hierarchy = "at"
+    list_select_related = ["user"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

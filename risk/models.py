@@ -201,3 +201,23 @@ class RiskBookLeg(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} at account {self.broker_id}"
+
+
+class EquitySample(models.Model):
+    """The user's equity across brokers at one moment, for the dashboard's chart of the day.
+
+    Written by the live risk monitor (``risk.equity.equity_sample_record``): at most one per user
+    every ``EQUITY_SAMPLE_SECONDS`` (the first of a day always); rows older than 7 days are pruned.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField(db_index=True)
+    equity = models.DecimalField(**MONEY)
+    daily_pnl = models.DecimalField(**MONEY)
+
+    class Meta:
+        db_table = "risk_equity_samples"
+        indexes = [models.Index(fields=["user", "at"], name="equity_samples_by_user")]
+
+    def __str__(self) -> str:
+        return f"{self.equity} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -1,6 +1,8 @@
 """Live portfolio monitoring: evaluate the portfolio rules on the marked-to-market book and keep
 one open RiskAlert per (user, rule, symbol).
 
+Each run also records an equity sample for the dashboard chart (``risk.equity``, throttled).
+
 Called by the periodic Celery task (every user with positions) and by the order pipeline after a
 fill and after positions are re-marked. Each run for a user takes the user's RiskProfile row lock
 (the first lock the pre-trade check takes), so two runs for one user never race on the same alert
@@ -26,6 +28,7 @@ from django.utils import timezone
 from brokers.models import BrokerAccount
 from risk.book import risk_book_verify
 from risk.domain.monitoring import SEVERITY_RANK, Breach, PortfolioSnapshot, Severity, evaluate
+from risk.equity import equity_sample_record
 from risk.models import RiskAlert, RiskBook, RiskProfile
 from risk.services import _equity_marks, _limits, risk_profile_get
 from trademaster.errors import Conflict
@@ -110,6 +113,13 @@ def risk_monitor_user(*, user, now: dt.datetime | None = None) -> list[RiskAlert
     with transaction.atomic():
         profile = RiskProfile.objects.select_for_update().get(user_id=user.pk)
         snapshot = portfolio_snapshot(user=user, profile=profile, now=now, save_marks=True)
+        # the dashboard's chart of the day: equity as the daily P&L sees it (start + P&L)
+        equity_sample_record(
+            user=user,
+            equity=profile.day_start_equity + snapshot.daily_pnl,
+            daily_pnl=snapshot.daily_pnl,
+            now=now,
+        )
         breaches = evaluate(
             _limits(profile), snapshot, concentration_limit_percent=profile.max_concentration_percent
         )

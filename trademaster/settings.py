@@ -186,6 +186,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 RISK_MONITOR_INTERVAL_SECONDS = int(os.environ.get("RISK_MONITOR_INTERVAL_SECONDS", "10"))
+# the dashboard's equity chart: at most one sample per user this often (risk.equity)
+EQUITY_SAMPLE_SECONDS = int(os.environ.get("EQUITY_SAMPLE_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {
     "risk-monitor-all": {
         "task": "risk.tasks.risk_monitor_all_task",
@@ -435,6 +437,9 @@ MARKET_SEED = int(os.environ.get("MARKET_SEED", "20261125"))
 # its estimated market impact reaches these (and more than one venue can take it).
 ROUTING_SPLIT_MIN_NOTIONAL = Decimal(os.environ.get("ROUTING_SPLIT_MIN_NOTIONAL", "100000"))
 ROUTING_SPLIT_MIN_IMPACT_BPS = Decimal(os.environ.get("ROUTING_SPLIT_MIN_IMPACT_BPS", "10"))
+# the web order form asks the trader to confirm an order from this notional up (or from 25% of
+# their equity across brokers: orders.domain.entry)
+ORDER_CONFIRM_NOTIONAL = Decimal(os.environ.get("ORDER_CONFIRM_NOTIONAL", "50000"))
 # square-root impact model: impact_bps = coefficient * daily volatility * sqrt(quantity / ADV)
 ROUTING_IMPACT_COEFFICIENT = Decimal(os.environ.get("ROUTING_IMPACT_COEFFICIENT", "1"))
 # score weights per asset class override routing.domain.scoring.DEFAULT_WEIGHTS, e.g.

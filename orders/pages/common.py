@@ -15,9 +15,19 @@ def web_actor(request: HttpRequest) -> Actor:
     return Actor.for_user(request.user, f"{request.user.get_username()} (web)")
 
 
-def with_toast(response: HttpResponse, *, kind: str, title: str, text: str = "") -> HttpResponse:
-    """Ask the page for a toast (``static/js/app.js`` listens for ``tm-toast``)."""
+def _add_triggers(response: HttpResponse, events: dict[str, Any]) -> HttpResponse:
     triggers: dict[str, Any] = json.loads(response.headers.get("HX-Trigger", "{}") or "{}")
-    triggers["tm-toast"] = {"kind": kind, "title": title, "text": text}
+    triggers.update(events)
     response.headers["HX-Trigger"] = json.dumps(triggers)
     return response
+
+
+def with_toast(response: HttpResponse, *, kind: str, title: str, text: str = "") -> HttpResponse:
+    """Ask the page for a toast (``static/js/app.js`` listens for ``tm-toast``)."""
+    return _add_triggers(response, {"tm-toast": {"kind": kind, "title": title, "text": text}})
+
+
+def with_events(response: HttpResponse, *events: str) -> HttpResponse:
+    """Also fire these body events (e.g. ``tm-orders``) so the live parts re-fetch at once,
+    before the stream reports the change."""
+    return _add_triggers(response, dict.fromkeys(events, True))

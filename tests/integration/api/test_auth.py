@@ -361,7 +361,9 @@ def test_order_form_shows_field_errors_for_a_limit_without_price(browser, trader
     # then the form comes back with the error under the price field, and nothing was placed
     assert response.status_code == 200
     assert response.context["form"].errors == {"price": ["Required for LIMIT orders."]}
-    assert '<p class="error" id="price-error">Required for LIMIT orders.</p>' in response.content.decode()
+    assert '<ul class="errorlist" id="error-price"><li>Required for LIMIT orders.</li></ul>' in (
+        response.content.decode()
+    )
     assert Order.objects.count() == 0
 
 
@@ -369,7 +371,7 @@ def test_order_form_shows_field_errors_from_the_form_itself(browser, trader):
     response = browser.post("/orders/new/", form_data(browser, quantity="lots", side="HOLD", price="99.00"))
     assert response.status_code == 200
     assert sorted(response.context["form"].errors) == ["quantity", "side"]
-    assert 'id="quantity-error"' in response.content.decode()
+    assert 'id="error-quantity"' in response.content.decode()
     assert Order.objects.count() == 0
 
 
