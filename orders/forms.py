@@ -33,6 +33,12 @@ TYPE_LABELS = {
     "STOP_LIMIT": "Stop limit",
     "TRAILING_STOP": "Trailing stop",
 }
+TIF_LABELS = {
+    "DAY": "DAY: until the close",
+    "GTC": "GTC: until cancelled",
+    "IOC": "IOC: now, rest cancelled",
+    "FOK": "FOK: all now or nothing",
+}
 
 
 def _decimal_input(**attrs: str) -> forms.TextInput:
@@ -76,7 +82,9 @@ class OrderForm(forms.Form):
         label="Trail %", max_digits=10, decimal_places=4, required=False, widget=_decimal_input()
     )
     time_in_force = forms.ChoiceField(
-        label="Time in force", choices=TimeInForceChoices.choices, initial="DAY"
+        label="Time in force",
+        choices=[(c, TIF_LABELS.get(c, c)) for c, _ in TimeInForceChoices.choices],
+        initial="DAY",
     )
     broker = BrokerChoiceField(
         label="Broker", queryset=BrokerAccount.objects.none(), required=False, empty_label="Auto-route"
