@@ -17,6 +17,7 @@ import datetime
 import logging
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ from brokers.domain.adapter import (
 from brokers.domain.ratelimit import retry_delay
 from brokers.models import BrokerAccount
 from orders.domain.enums import TERMINAL_STATUSES, AssetClass, OrderStatus, OrderType, Side, TimeInForce
+from orders.domain.marks import MarkThrottle
 from orders.domain.positions import PositionState, apply_fill, mark
 from orders.domain.state import IllegalTransition, OrderEventType, Progress, apply
 from orders.domain.validation import OrderRequest, asset_class_of, validate_order_request
@@ -971,10 +973,34 @@ def positions_revalue(*, mids: dict[str, Decimal]) -> int:
     touched: dict[int, set[str]] = {}
     for position in changed:
         touched.setdefault(position.user_id, set()).add(position.symbol)
-    for user_id, symbols in sorted(touched.items()):  # new marks revalue the risk book
+    announce = _mark_throttle().due(Decimal(time.monotonic_ns()) / 1_000_000_000, touched)
+    for user_id in sorted(touched.keys() | announce.keys()):
         with transaction.atomic():
-            risk_book_refresh(user_id=user_id, symbols=symbols)
+            if user_id in touched:  # new marks revalue the risk book
+                risk_book_refresh(user_id=user_id, symbols=touched[user_id])
+            if user_id in announce:
+                _positions_marked(user_id, announce[user_id])
     return len(changed)
+
+
+_MARK_THROTTLES: dict[Decimal, MarkThrottle] = {}
+
+
+def _mark_throttle() -> MarkThrottle:
+    interval = settings.POSITION_MARK_EVENT_SECONDS
+    return _MARK_THROTTLES.setdefault(interval, MarkThrottle(interval))
+
+
+def _positions_marked(user_id: int, symbols: set[str]) -> None:
+    """Announce a user's re-marked positions (POSITIONS_MARKED): what the pages' P&L follows."""
+    positions = Position.objects.filter(user_id=user_id, symbol__in=sorted(symbols)).order_by(
+        "symbol", "broker_id"
+    )
+    outbox_record(
+        type="POSITIONS_MARKED",
+        user_id=user_id,
+        payload={"positions": [position_payload(p) for p in positions]},
+    )
 
 
 # --- cancel and modify --------------------------------------------------------------------------

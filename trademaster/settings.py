@@ -451,6 +451,8 @@ ALGO_SLICE_SECONDS = int(os.environ.get("ALGO_SLICE_SECONDS", "60"))
 # tests and replays: a file holding the time scheduled work sees as now (trademaster.clock)
 TRADEMASTER_CLOCK_FILE = os.environ.get("TRADEMASTER_CLOCK_FILE", "")
 MARKET_TICK_MS = int(os.environ.get("MARKET_TICK_MS", "500"))
+# re-marked positions are announced on the stream (POSITIONS_MARKED) at most this often per user
+POSITION_MARK_EVENT_SECONDS = Decimal(os.environ.get("POSITION_MARK_EVENT_SECONDS", "1"))
 
 # --- i18n / static --------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

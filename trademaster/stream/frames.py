@@ -40,6 +40,8 @@ ROUTES: dict[str, tuple[Route, ...]] = {
     "ORDER_UPDATED": (ORDER_UPDATE,),
     "ORDER_FILLED": (Route("fills", "FILL_NOTIFICATION"), Route("orders", "ORDER_UPDATE", _order_of_fill)),
     "POSITION_UPDATED": (Route("positions", "POSITION_UPDATE"),),
+    # the market re-marked positions (throttled per user): market value and unrealized P&L
+    "POSITIONS_MARKED": (Route("positions", "POSITIONS_MARKED"),),
     "RISK_ALERT": (RISK_ALERT,),
     "TRADING_STATE_CHANGED": (RISK_ALERT,),
     "BROKER_STATUS": (BROKER_STATUS,),

@@ -203,3 +203,47 @@ def test_selling_crypto_not_held_is_rejected(trader, accounts, set_mid):
     assert order.status == "REJECTED"
     assert "holding 1" in order.status_reason
     assert position(trader, account, "SOL/USD").quantity == D("1")
+
+
+def test_new_marks_are_announced_on_the_stream_at_most_once_per_interval(trader, accounts, set_mid, settings):
+    from trademaster.models import OutboxEvent
+
+    # a fresh throttle of its own: an interval no other test uses
+    settings.POSITION_MARK_EVENT_SECONDS = D("3600.000417")
+    account = accounts["PAPER-EQ-A"]
+    set_mid("AAPL", "100.00")
+    place(trader, account, side="BUY", order_type="MARKET", quantity="10")
+
+    def marked():
+        return list(OutboxEvent.objects.filter(type="POSITIONS_MARKED", user_id=trader.pk).order_by("id"))
+
+    # when the market moves, the new marks go out with the user's position and its P&L
+    set_mid("AAPL", "101.00")
+    market_tick(advance=False)
+    (event,) = marked()
+    (data,) = event.payload["positions"]
+    assert (data["symbol"], D(data["quantity"])) == ("AAPL", D("10"))
+    assert D(data["unrealized_pnl"]) == position(trader, account).unrealized_pnl != 0
+    # and a move inside the interval is held back, not announced again
+    set_mid("AAPL", "102.00")
+    market_tick(advance=False)
+    assert len(marked()) == 1
+    assert position(trader, account).market_price == D("102.00")  # the mark itself is applied
+
+
+def test_held_back_marks_go_out_with_the_first_tick_after_the_interval(trader, accounts, set_mid, settings):
+    from trademaster.models import OutboxEvent
+
+    settings.POSITION_MARK_EVENT_SECONDS = D("0.000001")  # any tick is after the interval
+    account = accounts["PAPER-EQ-A"]
+    set_mid("AAPL", "100.00")
+    place(trader, account, side="BUY", order_type="MARKET", quantity="10")
+    set_mid("AAPL", "101.00")
+    market_tick(advance=False)
+    set_mid("AAPL", "103.00")
+    market_tick(advance=False)
+    events = OutboxEvent.objects.filter(type="POSITIONS_MARKED", user_id=trader.pk).order_by("id")
+    assert [D(e.payload["positions"][0]["unrealized_pnl"]) for e in events][-1] == (
+        position(trader, account).unrealized_pnl
+    )
+    assert events.count() == 2

@@ -39,6 +39,7 @@ def envelope(type_: str, payload: dict | None = None) -> dict:
         ("ORDER_UPDATED", [("orders", "ORDER_UPDATE")]),
         ("ORDER_FILLED", [("fills", "FILL_NOTIFICATION"), ("orders", "ORDER_UPDATE")]),
         ("POSITION_UPDATED", [("positions", "POSITION_UPDATE")]),
+        ("POSITIONS_MARKED", [("positions", "POSITIONS_MARKED")]),
         ("RISK_ALERT", [("risk", "RISK_ALERT")]),
         ("TRADING_STATE_CHANGED", [("risk", "RISK_ALERT")]),
         ("BROKER_STATUS", [("brokers", "BROKER_STATUS")]),
