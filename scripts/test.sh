@@ -45,8 +45,9 @@ echo "== lint and checks"
 TRADEMASTER_VAR_DIR=$(mktemp -d) $PY manage.py check --fail-level WARNING
 TRADEMASTER_VAR_DIR=$(mktemp -d) $PY manage.py makemigrations --check --dry-run
 
+# the browser tests' screenshots, one folder per pass: var/e2e-artifacts/{sqlite,postgresql}/{desktop,phone}
 echo "== tests on SQLite"
-env -u DATABASE_URL $PY -m pytest -n 2 "$@"
+E2E_ARTIFACTS=var/e2e-artifacts/sqlite env -u DATABASE_URL $PY -m pytest -n 2 "$@"
 
 echo "== tests on PostgreSQL ($PG_URL)"
-DATABASE_URL="$PG_URL" $PY -m pytest -n 2 "$@"
+E2E_ARTIFACTS=var/e2e-artifacts/postgresql DATABASE_URL="$PG_URL" $PY -m pytest -n 2 "$@"
