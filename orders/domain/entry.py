@@ -211,8 +211,8 @@ def evaluate(
     confirm = confirmation_reason(
         notional=assessment.projected.order_notional, equity=equity, threshold=confirm_threshold
     )
-    if not assessment.approved:
-        return Verdict(RiskLevel.RED, tuple(assessment.reasons), confirm)
+    if not assessment.approved:  # refused whatever the trader confirms: nothing to confirm
+        return Verdict(RiskLevel.RED, tuple(assessment.reasons), None)
     found = cautions(
         assessment=assessment,
         quantity=quantity,

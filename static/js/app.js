@@ -93,6 +93,17 @@
     }
   }
 
+  // a status badge outside the live lists (e.g. "Order 5 ACCEPTED" after placing) follows the order:
+  // <span class="badge" data-order-status="5">
+  const BADGE = { FILLED: "ok", PARTIALLY_FILLED: "warn", REJECTED: "bad", CANCELLED: "dim", EXPIRED: "dim" };
+  function followStatus(order) {
+    if (!order.id || !order.status) return;
+    document.querySelectorAll('[data-order-status="' + order.id + '"]').forEach(function (el) {
+      el.textContent = order.status;
+      el.className = "badge " + (BADGE[order.status] || "info");
+    });
+  }
+
   // --- the stream --------------------------------------------------------------------------------
   const live = document.getElementById("live");
   function setLive(state, text) {
@@ -123,7 +134,8 @@
       if (frame.type === "ERROR") { console.warn("stream:", frame.error); return; }
       body.dispatchEvent(new CustomEvent("tm-frame", { detail: frame }));
       toastFor(frame);
-      const topic = { ORDER_UPDATE: "orders", ALGO_PROGRESS: "orders", FILL_NOTIFICATION: "fills", POSITION_UPDATE: "positions", RISK_ALERT: "risk", BROKER_STATUS: "brokers" }[frame.type];
+      if (frame.type === "ORDER_UPDATE") followStatus((frame.data || {}).order || frame.data || {});
+      const topic = { ORDER_UPDATE: "orders", ALGO_PROGRESS: "orders", FILL_NOTIFICATION: "fills", POSITION_UPDATE: "positions", POSITIONS_MARKED: "positions", RISK_ALERT: "risk", BROKER_STATUS: "brokers" }[frame.type];
       if (topic) notify(topic);
       if (frame.type === "FILL_NOTIFICATION") { notify("orders"); notify("positions"); }
     });

@@ -67,12 +67,12 @@ def test_a_rejected_order_is_red_with_each_failed_rule():
     assert verdict.reasons == tuple(f.reason for f in failures)
 
 
-def test_red_wins_over_cautions_but_a_large_order_still_needs_a_confirmation():
+def test_red_wins_over_cautions_and_a_refused_large_order_asks_for_no_confirmation():
     failure = RuleFailure("MAX_POSITION_NOTIONAL", "too big (MAX_POSITION_NOTIONAL).")
     verdict = evaluate(assessment("60000", failures=(failure,)), limits=Limits(order_notional=D("61000")))
     assert verdict.level is RiskLevel.RED
     assert verdict.reasons == ("too big (MAX_POSITION_NOTIONAL).",)
-    assert verdict.needs_confirmation
+    assert not verdict.needs_confirmation  # confirming would not change the refusal
 
 
 @pytest.mark.parametrize(
