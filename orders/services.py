@@ -1013,8 +1013,9 @@ def _owned(user, order_id: int) -> Order:
     return order
 
 
-def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
-    """Cancel an open order. A closed order is a 409; a cancel already in flight is a no-op."""
+def order_cancel(*, user, order_id: int, actor: Actor, reason: str = "") -> Order:
+    """Cancel an open order. A closed order is a 409; a cancel already in flight is a no-op.
+    ``reason`` (why the actor cancels, e.g. an agent's deadline) goes on the order and its event."""
     order = _owned(user, order_id)
     if order.algo:
         from routing.algos import algo_cancel
@@ -1041,7 +1042,8 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
                 order,
                 OrderEventType.CANCEL,
                 actor=actor,
-                reason=(
+                reason=reason
+                or (
                     "cancelled while waiting to be sent again (the broker had not taken it)"
                     if deferred
                     else "cancelled before submission"
@@ -1050,7 +1052,7 @@ def order_cancel(*, user, order_id: int, actor: Actor) -> Order:
             )
             risk_book_refresh(user_id=order.user_id, symbols=[order.symbol])
             return order
-        _transition(order, OrderEventType.REQUEST_CANCEL, actor=actor)
+        _transition(order, OrderEventType.REQUEST_CANCEL, actor=actor, reason=reason)
     account = order.broker
     try:
         updates = brokers_services.adapter_for(account).cancel(

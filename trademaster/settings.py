@@ -474,3 +474,18 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"level": "WARNING"}},
 }
+
+# --- agentos (the trading agent) -------------------------------------------------------------------
+# django-oauth-toolkit's Application is swappable: agentos.AgentProfile points at it, and the
+# migration autodetector needs the setting named (its default value)
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+# one agent request (validate -> risk + route -> execute -> track) must finish within this
+AGENT_DEADLINE_SECONDS = Decimal(os.environ.get("AGENT_DEADLINE_SECONDS", "30"))
+# worker threads for the agent's database and broker work; each holds at most one database
+# connection while it runs (returned after every call), so keep it below DATABASE_POOL_MAX.
+# SQLite serialises writers anyway: one thread there unless set.
+AGENT_THREADS = int(
+    os.environ.get("AGENT_THREADS", "1" if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "16")
+)
+# how often tracking looks at the order while waiting for the broker's acknowledgement
+AGENT_TRACK_POLL_SECONDS = Decimal(os.environ.get("AGENT_TRACK_POLL_SECONDS", "0.05"))

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from agentos import api as agent_api
 from brokers.api import views as broker_api
 from orders.api import views as order_api
 from risk.api import views as risk_api
@@ -35,6 +36,9 @@ api_v1 = [
     path(
         "risk/kill-switch/release/", risk_api.KillSwitchReleaseApi.as_view(), name="risk-kill-switch-release"
     ),
+    path("agent/capabilities/", agent_api.AgentCapabilitiesApi.as_view(), name="agent-capabilities"),
+    path("agent/health/", agent_api.AgentHealthApi.as_view(), name="agent-health"),
+    path("agent/orders/", agent_api.AgentOrderCreateApi.as_view(), name="agent-orders"),
 ]
 if settings.BENCH_FLOOR_ENDPOINT:
     from trademaster.bench_floor import BenchFloorApi
