@@ -1,0 +1,1 @@
+"""The MCP server of the trading agent: ``server`` (tools), ``auth`` (bearer tokens), ``asgi`` (mount)."""
