@@ -29,8 +29,6 @@ order, without one it places another).
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from channels.db import database_sync_to_async
@@ -51,6 +49,7 @@ from orders.portfolio import portfolio_figures
 from risk.api.views import RiskCheckOutputSerializer, assessment_data
 from routing.algos import algo_modify
 from trademaster.errors import BrokerBusy, NotFound, TradeMasterError, ValidationFailed
+from trademaster.outbox import jsonable
 
 INSTRUCTIONS = (
     "TradeMaster trading: place, preview, modify and cancel orders and read orders, positions and the "
@@ -134,19 +133,6 @@ async def call(fn, /, **kwargs):
         return await _in_thread(fn)(**kwargs)
     except TradeMasterError as exc:
         raise tool_error(exc) from exc
-
-
-def jsonable(value: Any) -> Any:
-    """Decimals as strings, datetimes as ISO 8601, recursively."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _valid(serializer_class, data: dict) -> dict:
