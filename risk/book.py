@@ -89,7 +89,7 @@ def source_legs(user_id: int, symbols: Iterable[str] | None = None, *, exclude_o
                 symbol,
                 Side(side),
                 quantity - filled,
-                price or stop or average or ZERO,
+                price or stop or average or _per_unit(amount, quantity),
                 AssetClass(asset_class),
                 reserved_remaining(amount, quantity, filled) if amount is not None else ZERO,
             )
@@ -109,6 +109,15 @@ def source_legs(user_id: int, symbols: Iterable[str] | None = None, *, exclude_o
             )
         ),
     )
+
+
+def _per_unit(reserved: Decimal | None, quantity: Decimal) -> Decimal:
+    """A MARKET order not yet filled has no price of its own: it is valued at what the pre-trade
+    check reserved for it per unit (quote plus collar), so a second order checked while it is in
+    flight still sees its exposure. No reservation (a sell): zero, as before."""
+    if not reserved or not quantity:
+        return ZERO
+    return reserved / quantity
 
 
 # --- the stored book --------------------------------------------------------------------------

@@ -132,3 +132,28 @@ def test_the_check_costs_the_same_statements_with_a_large_book(trader, accounts,
     large = statements_for_one_order(2)
     assert large == small
     assert in_step(trader)
+
+
+def test_a_market_order_in_flight_is_valued_at_what_its_check_reserved(trader, accounts):
+    """A MARKET buy between its check and its fill has no price of its own; valued at zero, a
+    second order checked meanwhile would not see its exposure (two concurrent orders breached a
+    gross limit in the agent bench). It is valued at its reservation per unit instead."""
+    from orders.models import Order
+    from risk.book import source_legs
+    from risk.models import Reservation
+
+    account = accounts["PAPER-EQ-A"]
+    order = Order.objects.create(
+        user=trader,
+        broker=account,
+        client_order_id="TM-in-flight",
+        symbol="MSFT",
+        asset_class="EQUITY",
+        order_type="MARKET",
+        side="BUY",
+        quantity=D("10"),
+        status="SUBMITTED",
+    )
+    Reservation.objects.create(order=order, account=account, amount=D("4040.00"))
+    [leg] = source_legs(trader.pk, ["MSFT"])
+    assert (leg.open_buy, leg.order_price, leg.reserved) == (D("10"), D("404.00"), D("4040.00"))
