@@ -17,7 +17,9 @@
 - **track**: wait (polling the database with ``asyncio.sleep``, never blocking the loop) until the
   broker has acknowledged the order (ACCEPTED, TRIGGERED, PARTIALLY_FILLED, FILLED, or closed).
 
-The whole unit runs under ``asyncio.timeout(AGENT_DEADLINE_SECONDS)``. Database and broker work
+At most ``AGENT_CONCURRENCY`` units run at once; a burst beyond that waits for admission (the
+outcome's ``queued_ms``), and each unit's deadline starts when it is admitted, so a burst queues
+instead of expiring. The whole unit runs under ``asyncio.timeout(AGENT_DEADLINE_SECONDS)``. Database and broker work
 runs in the agent's own thread pool (``AGENT_THREADS``) via ``sync_to_async(thread_sensitive=
 False)``; each call returns its database connection when done (to the psycopg pool on
 PostgreSQL), so thousands of requests share at most ``AGENT_THREADS`` connections.
@@ -42,6 +44,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,7 +126,8 @@ class AgentOutcome:
     broker_id: int | None  # the route
     broker: str  # route label
     failed_step: str | None  # validate | risk | route | execute | track | deadline
-    elapsed_ms: Decimal
+    elapsed_ms: Decimal  # the unit of work, from admission (what the deadline bounds)
+    queued_ms: Decimal = Decimal(0)  # waiting for admission (AGENT_CONCURRENCY) before that
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +141,7 @@ class AgentOutcome:
             "broker": self.broker,
             "failed_step": self.failed_step,
             "elapsed_ms": str(self.elapsed_ms),
+            "queued_ms": str(self.queued_ms),
         }
 
 
@@ -288,6 +293,18 @@ class TradingAgent:
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry or Registry()
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _gate(self) -> asyncio.Semaphore:
+        """Admission: at most AGENT_CONCURRENCY units run at once (per event loop); the others
+        wait their turn before their deadline starts, so a burst queues instead of expiring."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(settings.AGENT_CONCURRENCY)
+        return gate
 
     # health --------------------------------------------------------------------------------------
 
@@ -316,6 +333,13 @@ class TradingAgent:
     ) -> AgentOutcome:
         """Run ``order`` through the pipeline (or only validate, risk and route with ``preview``).
         Business failures are outcomes; nothing is raised for them."""
+        arrived = time.perf_counter_ns()
+        async with self._gate():
+            return await self._admitted(order, agent, preview, arrived)
+
+    async def _admitted(
+        self, order: AgentOrder, agent: AgentIdentity, preview: bool, arrived: int
+    ) -> AgentOutcome:
         started = time.perf_counter_ns()
         run = _Run(preview=preview)
         seconds = settings.AGENT_DEADLINE_SECONDS
@@ -354,6 +378,7 @@ class TradingAgent:
             broker=run.broker,
             failed_step=run.failed_step,
             elapsed_ms=_ms_since(started),
+            queued_ms=Decimal(started - arrived) / 1_000_000,
         )
 
     async def _unit(self, order: AgentOrder, agent: AgentIdentity, run: _Run) -> None:

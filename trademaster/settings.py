@@ -489,3 +489,6 @@ AGENT_THREADS = int(
 )
 # how often tracking looks at the order while waiting for the broker's acknowledgement
 AGENT_TRACK_POLL_SECONDS = Decimal(os.environ.get("AGENT_TRACK_POLL_SECONDS", "0.05"))
+# units of work the agent runs at once (per event loop); more requests wait for admission, and
+# their deadline starts when they are admitted
+AGENT_CONCURRENCY = int(os.environ.get("AGENT_CONCURRENCY", str(2 * AGENT_THREADS)))

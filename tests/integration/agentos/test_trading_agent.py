@@ -4,6 +4,7 @@ the real database (worker threads use their own connections: transactional tests
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from decimal import Decimal as D
 
@@ -316,6 +317,39 @@ def test_fifty_concurrent_orders_all_fill_and_the_loop_stays_responsive(
     assert {o.status for o in outcomes} == {"FILLED"}
     assert Order.objects.filter(user=trader, status="FILLED").count() == 50
     assert max_gap < 0.5, max_gap
+
+
+def test_a_burst_beyond_the_admission_limit_queues_and_the_deadline_counts_from_admission(
+    trader, accounts, market, fresh_agent, settings
+):
+    # one unit at a time, and a deadline shorter than the whole burst takes
+    settings.AGENT_CONCURRENCY = 1
+    settings.AGENT_DEADLINE_SECONDS = D("2")
+    identity = agent_identity(user=trader)
+
+    async def main():
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(
+                fresh_agent.execute(
+                    AgentOrder(
+                        order_request(order_type="LIMIT", quantity="1", price=str(D(101) + D(q) / 100))
+                    ),
+                    agent=identity,
+                )
+                for q in range(1, 13)
+            )
+        )
+        return outcomes, time.perf_counter() - started
+
+    outcomes, _ = run(main())
+    assert [(o.failed_step, o.reasons) for o in outcomes if not o.ok] == []
+    queued = sorted(o.queued_ms for o in outcomes)
+    # one ran at once: each waited for all the units before it
+    assert queued[0] < 50
+    assert all(later > earlier for earlier, later in itertools.pairwise(queued))
+    units = sorted(o.elapsed_ms for o in outcomes)
+    assert queued[-1] >= sum(units[:-1]) * D("0.9")
 
 
 # --- health -----------------------------------------------------------------------------------------
