@@ -19,10 +19,11 @@
 
 At most ``AGENT_CONCURRENCY`` units run at once; a burst beyond that waits for admission (the
 outcome's ``queued_ms``), and each unit's deadline starts when it is admitted, so a burst queues
-instead of expiring. The whole unit runs under ``asyncio.timeout(AGENT_DEADLINE_SECONDS)``. Database and broker work
-runs in the agent's own thread pool (``AGENT_THREADS``) via ``sync_to_async(thread_sensitive=
-False)``; each call returns its database connection when done (to the psycopg pool on
-PostgreSQL), so thousands of requests share at most ``AGENT_THREADS`` connections.
+instead of expiring. The whole unit runs under ``asyncio.timeout(AGENT_DEADLINE_SECONDS)``.
+Database and broker work runs in the agent's own thread pool (``AGENT_THREADS``) via
+``sync_to_async(thread_sensitive=False)``; each call returns its database connection when done
+(to the psycopg pool on PostgreSQL), so thousands of requests share at most ``AGENT_THREADS``
+connections.
 
 A failure or the deadline after the order was persisted ends it in a clear state: a placement
 still running in its thread (a thread cannot be killed) is awaited first, then the order is
