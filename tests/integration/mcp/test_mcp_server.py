@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import httpx2
@@ -224,7 +225,7 @@ def test_market_order_fills_with_the_agent_as_actor_and_shows_in_positions(serve
     assert ("AGENT", "strategy-bot (agent)") in actors
     assert not any(kind == "USER" for kind, _ in actors)
     aapl = [p for p in positions["positions"] if p["symbol"] == "AAPL"]
-    assert sum(float(p["quantity"]) for p in aapl) == 5
+    assert sum(Decimal(p["quantity"]) for p in aapl) == Decimal(5)
     assert summary["userId"] == seed["a"] and summary["accounts"]
 
 
